@@ -1,0 +1,126 @@
+"""Keras callbacks that go with LaPerm (Section 4 and 5.3)."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import keras
+import numpy as np
+from keras import ops
+
+from laperm import ops as lops
+
+
+def _laperm_of(model):
+    from laperm.optimizer import LaPerm
+
+    optimizer = getattr(model, "optimizer", None)
+    if not isinstance(optimizer, LaPerm):
+        raise ValueError(
+            "This callback needs a model compiled with a laperm.LaPerm "
+            f"optimizer; found {type(optimizer).__name__}."
+        )
+    return optimizer
+
+
+class SyncPeriodScheduler(keras.callbacks.Callback):
+    """Set LaPerm's sync period k from a function of the epoch.
+
+    The Keras way (like ``LearningRateScheduler``) for the paper's epoch-based
+    k schedules.  k is stored in an optimizer variable, so changing it does not
+    retrace the train step.
+
+    Args:
+        schedule: ``schedule(epoch) -> int`` (epoch counted from 0).
+        verbose: print the new k when it changes.
+    """
+
+    def __init__(self, schedule: Callable[[int], int], verbose: int = 0):
+        super().__init__()
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = _laperm_of(self.model)
+        old = optimizer.sync_period
+        optimizer.sync_period = int(self.schedule(epoch))
+        if self.verbose and old != optimizer.sync_period:
+            print(f"\nEpoch {epoch + 1}: LaPerm sync period k = {optimizer.sync_period}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["sync_period"] = _laperm_of(self.model).sync_period
+
+
+class PermutationRecorder(keras.callbacks.Callback):
+    """Record the ranks of chosen weight vectors right after each sync.
+
+    Nothing is added to the compiled train step: the callback looks at the
+    optimizer's sync counter after each batch and, when a sync happened, stores
+    the stable ranks of the chosen variables (NumPy ``int32``, row view).
+    Because the weights are synchronised at that moment, ranks determine the
+    permutation of theta_0 exactly (see :mod:`laperm.profiles`).
+
+    With ``steps_per_execution > 1`` batches end only every that many steps,
+    so choose k as a multiple of it to see every sync.
+
+    Args:
+        variables: variable paths (substrings) or objects to record; default:
+            every permuted variable.
+        vectors: optional indices of the vectors (output units) to keep per
+            variable, to bound memory.
+        max_records: stop recording after this many syncs.
+
+    Attributes:
+        records: ``{variable path: [ranks at sync 1, ranks at sync 2, ...]}``.
+        steps: the optimizer step of each record.
+    """
+
+    def __init__(
+        self,
+        variables: Iterable | None = None,
+        vectors: Iterable[int] | None = None,
+        max_records: int = 10_000,
+        record_initial: bool = True,
+    ):
+        super().__init__()
+        self.variables = None if variables is None else list(variables)
+        self.vectors = None if vectors is None else list(vectors)
+        self.max_records = int(max_records)
+        self.record_initial = record_initial
+        self.records: dict[str, list[np.ndarray]] = {}
+        self.steps: list[int] = []
+        self._last_count = None
+
+    def _chosen(self, optimizer):
+        chosen = []
+        for v in optimizer.permuted_variables:
+            if self.variables is None or any(
+                (sel is v) if not isinstance(sel, str) else (sel in v.path)
+                for sel in self.variables
+            ):
+                chosen.append(v)
+        return chosen
+
+    def _record(self, optimizer, step):
+        for v in self._chosen(optimizer):
+            ranks = ops.convert_to_numpy(lops.vector_ranks(v.value)).astype(np.int32)
+            if self.vectors is not None:
+                ranks = ranks[self.vectors]
+            self.records.setdefault(v.path, []).append(ranks)
+        self.steps.append(int(step))
+
+    def on_train_begin(self, logs=None):
+        optimizer = _laperm_of(self.model)
+        if not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        self._last_count = int(ops.convert_to_numpy(optimizer.sync_count))
+        if self.record_initial and not self.steps:
+            self._record(optimizer, ops.convert_to_numpy(optimizer.iterations))
+
+    def on_train_batch_end(self, batch, logs=None):
+        optimizer = _laperm_of(self.model)
+        count = int(ops.convert_to_numpy(optimizer.sync_count))
+        if count != self._last_count and len(self.steps) < self.max_records:
+            self._record(optimizer, ops.convert_to_numpy(optimizer.iterations))
+        self._last_count = count

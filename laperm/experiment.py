@@ -1,0 +1,666 @@
+"""Run one experiment of the paper, reproducibly (Section 5; SPEC 5 and 6).
+
+An :class:`ExperimentConfig` is a frozen dataclass holding everything that
+defines a run: model, data, preprocessing and augmentation, the inner Adam and
+its learning-rate schedule, LaPerm's k and which variables it permutes (or a
+plain-Adam baseline), pruning or shared-value initialisation, the seed and the
+scale knobs of reduced runs.  :func:`run` trains it and returns a per-epoch
+history DataFrame and a JSON-able result record.
+
+Honesty rules built in (SPEC 6):
+
+* hazard 2: the "best" epoch is chosen on a held-out validation split of the
+  training set, never on the test set (the test accuracy of every epoch is
+  still logged, so the effect of choosing on test can be measured);
+* hazard 4: every accuracy of a LaPerm run is measured on *synchronised*
+  weights (a permutation of theta_0), through ``LaPerm.synchronised()``.
+
+Runs are resumable: after every epoch the model (with the optimizer state and
+sorted theta_0) and the history are written atomically to ``out_dir``; calling
+:func:`run` again with the same config continues from the last epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Learning-rate schedules of Section 5 (SPEC 5), as functions of the epoch.
+LR_SCHEDULES = {
+    "exp95": "lr0 * 0.95**epoch (Conv7, F1, F2)",
+    "step06": "lr0 * 0.6**floor(epoch/10) (Conv2/4/13)",
+    "resnet": "lr0, x0.1 after epoch 80, x1e-2 after 120, x1e-3 after 160, x5e-4 after 180",
+    "constant": "lr0",
+}
+
+
+def learning_rate_at(schedule: str, lr0: float, epoch: int) -> float:
+    """The learning rate of a named schedule at ``epoch`` (counted from 0)."""
+    if schedule == "exp95":
+        return lr0 * 0.95**epoch
+    if schedule == "step06":
+        return lr0 * 0.6 ** (epoch // 10)
+    if schedule == "resnet":
+        factor = 1.0
+        for boundary, f in ((180, 5e-4), (160, 1e-3), (120, 1e-2), (80, 1e-1)):
+            if epoch > boundary:
+                factor = f
+                break
+        return lr0 * factor
+    if schedule == "constant":
+        return lr0
+    raise ValueError(
+        f"Unknown learning-rate schedule {schedule!r}; valid: {', '.join(LR_SCHEDULES)}."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines one training run.
+
+    Attributes:
+        name: experiment name (a key of :data:`EXPERIMENTS` or your own).
+        model: a :mod:`laperm.models` name (``"conv7"``, ``"resnet50"`` ...).
+        dataset: ``"mnist"`` or ``"cifar10"``.
+        optimizer: ``"laperm"`` or ``"adam"`` (the plain-Adam baseline).
+        batch_size: mini-batch size.
+        epochs: epochs to run (the scale knob; ``paper_epochs`` is the plan).
+        paper_epochs: the paper's number of epochs for this experiment.
+        learning_rate: Adam's initial learning rate.
+        lr_schedule: a key of :data:`LR_SCHEDULES`.
+        sync_period: LaPerm's k (ignored by Adam).
+        skip_bias: LaPerm leaves biases alone.
+        skip_bn: LaPerm leaves normalisation parameters alone.
+        augmentation: an augmentation preset of :mod:`laperm.data` or None.
+        preprocessing: a preprocessing name of :mod:`laperm.data`.
+        prune_keep: keep probability of random pruning (1 - p), or None.
+        first_layer_keep: the first layer keeps at least this much.
+        shared_value: the value v of weight-agnostic nets (Section 5.5), or None.
+        shared_keep: kept fraction(s) for ``shared_value`` (float or per layer).
+        validation_size: images held out of the training set to choose the best
+            epoch (hazard 2).
+        train_fraction: share of the remaining training set used (scale knob).
+        seed: seeds weights, splits, pruning masks, shuffling, augmentation.
+        notes: free text recorded with the result.
+    """
+
+    name: str
+    model: str
+    dataset: str
+    optimizer: str = "laperm"
+    batch_size: int = 50
+    epochs: int = 1
+    paper_epochs: int = 1
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    sync_period: int = 20
+    skip_bias: bool = True
+    skip_bn: bool = True
+    augmentation: str | None = None
+    preprocessing: str = "scale01"
+    prune_keep: float | None = None
+    first_layer_keep: float = 0.8
+    shared_value: float | None = None
+    shared_keep: float | tuple | None = None
+    validation_size: int = 5000
+    train_fraction: float = 1.0
+    seed: int = 0
+    notes: str = ""
+
+    def __post_init__(self):
+        if self.optimizer not in ("laperm", "adam"):
+            raise ValueError(f"optimizer must be 'laperm' or 'adam'; received {self.optimizer!r}.")
+        for field in ("batch_size", "epochs", "paper_epochs", "sync_period"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"`{field}` must be a positive integer; received {value!r}.")
+        if not 0 < float(self.train_fraction) <= 1:
+            raise ValueError(f"`train_fraction` must be in (0, 1]; received {self.train_fraction!r}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"Unknown lr_schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}."
+            )
+        if isinstance(self.shared_keep, list):
+            object.__setattr__(self, "shared_keep", tuple(self.shared_keep))
+
+    def replace(self, **changes) -> "ExperimentConfig":
+        """A copy with some fields changed (unknown fields list the valid ones)."""
+        valid = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - valid)
+        if unknown:
+            raise ValueError(
+                f"Unknown ExperimentConfig field(s) {unknown}; valid: {', '.join(sorted(valid))}."
+            )
+        return dataclasses.replace(self, **changes)
+
+    def adam_baseline(self) -> "ExperimentConfig":
+        """The same run trained by plain Adam (the paper's comparison)."""
+        return self.replace(optimizer="adam", name=f"{self.name}_adam")
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict of all fields."""
+        d = dataclasses.asdict(self)
+        if isinstance(d["shared_keep"], tuple):
+            d["shared_keep"] = list(d["shared_keep"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExperimentConfig":
+        return cls(**d)
+
+    @property
+    def hash(self) -> str:
+        """A short sha256 of the canonical JSON of the config (without notes)."""
+        d = self.to_dict()
+        d.pop("notes")
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def is_reduced(self) -> bool:
+        return self.epochs < self.paper_epochs or self.train_fraction < 1
+
+    @property
+    def scale_label(self) -> str:
+        """``"paper scale"`` or e.g. ``"reduced: 3 of 125 epochs, 10% of the training set"``."""
+        if not self.is_reduced:
+            return "paper scale"
+        parts = [f"{self.epochs} of {self.paper_epochs} epochs"]
+        if self.train_fraction < 1:
+            parts.append(f"{self.train_fraction:.0%} of the training set")
+        return "reduced: " + ", ".join(parts)
+
+
+def _paper(name, **kw) -> ExperimentConfig:
+    kw.setdefault("epochs", kw.get("paper_epochs", 1))
+    return ExperimentConfig(name=name, **kw)
+
+
+_CONV7 = dict(
+    model="conv7", dataset="mnist", batch_size=50, paper_epochs=45, lr_schedule="exp95",
+    skip_bias=False, augmentation="mnist", preprocessing="scale01",
+)
+_CIFAR_CONV = dict(
+    dataset="cifar10", batch_size=50, paper_epochs=125, lr_schedule="step06",
+    sync_period=1000, augmentation="cifar_conv", preprocessing="cifar_raw",
+)
+_RESNET = dict(
+    model="resnet50", dataset="cifar10", batch_size=50, paper_epochs=200, lr_schedule="resnet",
+    augmentation="resnet", preprocessing="pixel_mean",
+)
+_FC = dict(dataset="mnist", batch_size=128, lr_schedule="exp95", sync_period=250,
+           skip_bias=False, preprocessing="scale01")
+
+#: The paper's experiments (SPEC 3 and 5), at paper scale.
+EXPERIMENTS: dict[str, ExperimentConfig] = {
+    "conv7": _paper("conv7", sync_period=1200, **_CONV7),
+    "conv7_k20": _paper("conv7_k20", sync_period=20, **_CONV7),
+    "conv2": _paper("conv2", model="conv2", **_CIFAR_CONV),
+    "conv4": _paper("conv4", model="conv4", **_CIFAR_CONV),
+    "conv13": _paper("conv13", model="conv13", **_CIFAR_CONV),
+    "resnet50": _paper("resnet50", sync_period=400, **_RESNET),
+    "resnet50_p30": _paper("resnet50_p30", sync_period=800, prune_keep=0.7, **_RESNET),
+    "resnet50_p50": _paper("resnet50_p50", sync_period=800, prune_keep=0.5, **_RESNET),
+    "resnet50_p70": _paper("resnet50_p70", sync_period=800, prune_keep=0.3, **_RESNET),
+    "f1": _paper("f1", model="f1", paper_epochs=10, shared_value=0.08, shared_keep=0.6, **_FC),
+    "f2": _paper("f2", model="f2", paper_epochs=25, shared_value=0.03,
+                 shared_keep=(1 / 15, 1 / 7, 1 / 3), **_FC),
+}
+
+#: The paper's reported test accuracy per experiment (SPEC 3).
+PAPER_ACCURACY = {
+    "conv7": 0.9972, "conv2": 0.7821, "conv4": 0.8917, "conv13": 0.9221,
+    "resnet50": 0.9253, "resnet50_p30": 0.9232, "resnet50_p50": 0.9202,
+    "resnet50_p70": 0.9097, "f1": 0.8546, "f2": 0.7814,
+}
+
+
+def paper_config(name: str, **changes) -> ExperimentConfig:
+    """The paper's config of one experiment, optionally changed.
+
+    Raises:
+        ValueError: unknown experiment name (the message lists the valid ones).
+    """
+    if name not in EXPERIMENTS:
+        raise ValueError(
+            f"Unknown experiment {name!r}; valid names: {', '.join(EXPERIMENTS)}."
+        )
+    return EXPERIMENTS[name].replace(**changes) if changes else EXPERIMENTS[name]
+
+
+# --------------------------------------------------------------------------
+# Environment description recorded with every result
+# --------------------------------------------------------------------------
+
+
+def environment_info() -> dict:
+    """Hardware, library versions and git commit, for result records."""
+    import keras
+
+    info = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "hardware": {
+            "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "accelerator": _accelerator(),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+            "numpy": np.__version__,
+            "laperm": _laperm_version(),
+        },
+        "commit": _git_commit(),
+    }
+    backend = keras.backend.backend()
+    try:
+        module = __import__(backend)
+        info["versions"][backend] = getattr(module, "__version__", "?")
+    except ImportError:  # pragma: no cover
+        pass
+    return info
+
+
+def _laperm_version():
+    from laperm import __version__
+
+    return __version__
+
+
+def _accelerator() -> str:
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            return ", ".join(g.name for g in gpus) if gpus else "none (CPU)"
+        if backend == "jax":
+            import jax
+
+            devices = jax.devices()
+            if devices[0].platform == "cpu":
+                return "none (CPU)"
+            return ", ".join(getattr(d, "device_kind", str(d)) for d in devices)
+    except Exception:  # pragma: no cover - informational only
+        return "unknown"
+    return "unknown"
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if not commit:
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+# --------------------------------------------------------------------------
+# Building the pieces
+# --------------------------------------------------------------------------
+
+
+def prepare_data(config: ExperimentConfig, data_dir=None) -> dict:
+    """Splits, preprocessing and ``tf.data`` pipelines of a config."""
+    from laperm import data
+
+    (x_train, y_train), (x_test, y_test) = data.load(config.dataset, data_dir)
+    (x_tr, y_tr), (x_val, y_val) = data.train_val_split(
+        x_train, y_train, config.validation_size, seed=config.seed
+    )
+    if config.train_fraction < 1:
+        x_tr, y_tr = data.subset(x_tr, y_tr, float(config.train_fraction), seed=config.seed)
+    pre = data.make_preprocessor(config.preprocessing, x_tr)
+    info = data.describe(config.dataset, data_dir)
+    return {
+        "train": data.make_dataset(
+            x_tr, y_tr, config.batch_size, preprocess=pre, augment=config.augmentation,
+            shuffle=True, seed=config.seed,
+        ),
+        "val": data.make_dataset(x_val, y_val, 500, preprocess=pre),
+        "test": data.make_dataset(x_test, y_test, 500, preprocess=pre),
+        "n_train": int(len(x_tr)),
+        "n_val": int(len(x_val)),
+        "n_test": int(len(x_test)),
+        "test_note": info.test_note,
+        "steps_per_epoch": int(math.ceil(len(x_tr) / config.batch_size)),
+    }
+
+
+def build_model(config: ExperimentConfig):
+    """The model of a config with its initial weights (pruned / shared value)."""
+    import keras
+
+    from laperm import models, pruning
+
+    keras.utils.set_random_seed(config.seed)
+    model = models.get(config.model)
+    tables = {}
+    if config.prune_keep is not None and config.prune_keep < 1:
+        tables["pruning"] = pruning.random_prune(
+            model, config.prune_keep, first_layer_keep=config.first_layer_keep, seed=config.seed
+        )
+    if config.shared_value is not None:
+        keep = config.shared_keep
+        keep = list(keep) if isinstance(keep, tuple) else keep
+        tables["shared_value"] = pruning.shared_value(
+            model, config.shared_value, keep if keep is not None else 1.0, seed=config.seed
+        )
+    return model, tables
+
+
+def build_optimizer(config: ExperimentConfig):
+    """Adam, wrapped in LaPerm unless the config is the Adam baseline."""
+    import keras
+
+    from laperm.optimizer import LaPerm
+
+    adam = keras.optimizers.Adam(config.learning_rate)
+    if config.optimizer == "adam":
+        return adam
+    return LaPerm(adam, sync_period=config.sync_period, skip_bias=config.skip_bias,
+                  skip_bn=config.skip_bn)
+
+
+# --------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _atomic_save(model, path: Path, weights_only=False) -> None:
+    suffix = ".weights.h5" if weights_only else ".keras"
+    tmp = path.with_name(path.name.removesuffix(suffix) + ".tmp" + suffix)
+    if weights_only:
+        model.save_weights(tmp)
+    else:
+        model.save(tmp)
+    os.replace(tmp, path)
+
+
+class RunFiles:
+    """The files of one run directory."""
+
+    def __init__(self, out_dir):
+        self.dir = Path(out_dir)
+        self.config = self.dir / "config.json"
+        self.checkpoint = self.dir / "checkpoint.keras"
+        self.best_weights = self.dir / "best.weights.h5"
+        self.history = self.dir / "history.csv"
+        self.result = self.dir / "result.json"
+        self.state = self.dir / "state.json"
+
+
+# --------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------
+
+
+def _evaluate(model, dataset) -> tuple[float, float]:
+    loss, acc = model.evaluate(dataset, verbose=0)[:2]
+    return float(loss), float(acc)
+
+
+def _is_laperm(optimizer) -> bool:
+    from laperm.optimizer import LaPerm
+
+    return isinstance(optimizer, LaPerm)
+
+
+class _EpochEnd:
+    """Evaluation on synchronised weights, best-on-validation, checkpoints."""
+
+    def __init__(self, config, model, pipes, files, state, history_rows, progress, t_start):
+        self.config, self.model, self.pipes, self.files = config, model, pipes, files
+        self.state, self.rows, self.progress = state, history_rows, progress
+        self.t_epoch = time.perf_counter()
+        self.t_start = t_start
+
+    def callback(self):
+        import keras
+
+        outer = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                outer.t_epoch = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                if outer.progress is not None:
+                    outer.progress.update(1)
+
+            def on_epoch_end(self, epoch, logs=None):
+                outer.epoch_end(epoch, logs or {})
+
+        return Callback()
+
+    def epoch_end(self, epoch, logs):
+        optimizer = self.model.optimizer
+        laperm_run = _is_laperm(optimizer)
+        if laperm_run:
+            optimizer.check_finite_sync()
+            with optimizer.synchronised():
+                val_loss, val_acc = _evaluate(self.model, self.pipes["val"])
+                test_loss, test_acc = _evaluate(self.model, self.pipes["test"])
+                improved = val_acc > self.state["best_val_accuracy"]
+                if improved and self.files is not None:
+                    _atomic_save(self.model, self.files.best_weights, weights_only=True)
+        else:
+            val_loss, val_acc = _evaluate(self.model, self.pipes["val"])
+            test_loss, test_acc = _evaluate(self.model, self.pipes["test"])
+            improved = val_acc > self.state["best_val_accuracy"]
+            if improved and self.files is not None:
+                _atomic_save(self.model, self.files.best_weights, weights_only=True)
+        from keras import ops
+
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(logs.get("loss", np.nan)),
+            "train_accuracy": float(logs.get("accuracy", np.nan)),
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+            "learning_rate": float(ops.convert_to_numpy(optimizer.learning_rate)),
+            "sync_count": int(ops.convert_to_numpy(optimizer.sync_count)) if laperm_run else 0,
+            "epoch_time_s": time.perf_counter() - self.t_epoch,
+        }
+        self.rows.append(row)
+        if improved:
+            self.state.update(best_val_accuracy=val_acc, best_epoch=epoch + 1,
+                              test_accuracy_at_best=test_acc)
+        self.state["epochs_done"] = epoch + 1
+        self.state["wall_time_s"] = self.state.get("wall_time_before_s", 0.0) + (
+            time.perf_counter() - self.t_start
+        )
+        if self.files is not None:
+            # Order matters for resuming: history and state first, checkpoint
+            # last; on restart the checkpoint's epoch count is authoritative.
+            _atomic_write_text(self.files.history, pd.DataFrame(self.rows).to_csv(index=False))
+            self.state["checkpoint_epoch"] = epoch + 1
+            _atomic_save(self.model, self.files.checkpoint)
+            _atomic_write_text(self.files.state, json.dumps(self.state, indent=1))
+        if self.progress is not None:
+            self.progress.set_postfix(val_acc=f"{val_acc:.4f}", test_acc=f"{test_acc:.4f}")
+
+
+def run(
+    config: ExperimentConfig,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    data_dir=None,
+    resume: bool = True,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, dict]:
+    """Train one experiment and measure it honestly.
+
+    Args:
+        config: the run (see :func:`paper_config` and ``config.replace``).
+        out_dir: folder for ``config.json``, ``history.csv``,
+            ``checkpoint.keras`` (resume point), ``best.weights.h5`` (best
+            epoch on validation, synchronised) and ``result.json``.  None keeps
+            nothing on disk (and cannot resume).
+        data_dir: folder with ``mnist.npz``/``cifar10.npz`` (else
+            ``$LAPERM_DATA_DIR``, else download).
+        resume: continue from ``out_dir``'s checkpoint when it exists for the
+            same config; a finished run is returned as stored.
+        progress: show a progress bar (tqdm; works in notebooks).
+
+    Returns:
+        ``(history, result)``: a DataFrame with one row per epoch and the
+        result record (also written to ``result.json``).
+
+    Raises:
+        ValueError: ``out_dir`` holds a run of a different config.
+    """
+    import keras
+
+    files = RunFiles(out_dir) if out_dir is not None else None
+    env = environment_info()
+    state = {"best_val_accuracy": -1.0, "best_epoch": None, "test_accuracy_at_best": None,
+             "epochs_done": 0, "wall_time_before_s": 0.0}
+    rows: list[dict] = []
+    model = None
+    if files is not None:
+        files.dir.mkdir(parents=True, exist_ok=True)
+        if files.config.exists():
+            stored = json.loads(files.config.read_text())
+            if stored.get("hash") != config.hash:
+                raise ValueError(
+                    f"{files.dir} holds a run of a different config (hash {stored.get('hash')} "
+                    f"vs {config.hash}); choose another out_dir or delete that folder."
+                )
+        if resume and files.result.exists() and files.history.exists():
+            result = json.loads(files.result.read_text())
+            if result.get("config_hash") == config.hash:
+                return pd.read_csv(files.history), result
+        _atomic_write_text(files.config, json.dumps(
+            {"hash": config.hash, "config": config.to_dict()}, indent=1))
+        if resume and files.checkpoint.exists() and files.state.exists():
+            state = json.loads(files.state.read_text())
+            done = int(state["checkpoint_epoch"])
+            rows = pd.read_csv(files.history).to_dict("records")[:done] if files.history.exists() else []
+            state["epochs_done"] = done
+            state["wall_time_before_s"] = state.get("wall_time_s", 0.0)
+            model = keras.models.load_model(files.checkpoint)
+
+    pipes = prepare_data(config, data_dir)
+    tables = {}
+    if model is None:
+        model, tables = build_model(config)
+        model.compile(
+            optimizer=build_optimizer(config),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    initial_epoch = int(state["epochs_done"])
+    remaining = config.epochs - initial_epoch
+    bar = None
+    if progress and remaining > 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=remaining * pipes["steps_per_epoch"],
+            desc=f"{config.name} [{config.optimizer}] epochs {initial_epoch + 1}-{config.epochs}",
+            unit="step", mininterval=1.0,
+        )
+    t_start = time.perf_counter()
+    epoch_end = _EpochEnd(config, model, pipes, files, state, rows, bar, t_start)
+    lr_callback = keras.callbacks.LearningRateScheduler(
+        lambda epoch, lr: learning_rate_at(config.lr_schedule, config.learning_rate, epoch)
+    )
+    try:
+        if remaining > 0:
+            model.fit(
+                pipes["train"], epochs=config.epochs, initial_epoch=initial_epoch, verbose=0,
+                shuffle=False,  # the tf.data pipeline shuffles (seeded)
+                callbacks=[lr_callback, epoch_end.callback()],
+            )
+    finally:
+        if bar is not None:
+            bar.close()
+
+    history = pd.DataFrame(rows)
+    optimizer = model.optimizer
+    laperm_run = _is_laperm(optimizer)
+    if laperm_run:
+        with optimizer.synchronised():
+            final_val = _evaluate(model, pipes["val"])[1]
+            final_test = _evaluate(model, pipes["test"])[1]
+    else:
+        final_val = _evaluate(model, pipes["val"])[1]
+        final_test = _evaluate(model, pipes["test"])[1]
+    best_by_test = history.loc[history["test_accuracy"].idxmax()] if len(history) else None
+    result: dict[str, Any] = {
+        "name": config.name,
+        "config": config.to_dict(),
+        "config_hash": config.hash,
+        "optimizer": config.optimizer,
+        "scale": {
+            "label": config.scale_label,
+            "is_reduced": config.is_reduced,
+            "epochs_run": int(state["epochs_done"]),
+            "paper_epochs": config.paper_epochs,
+            "train_fraction": config.train_fraction,
+            "n_train": pipes["n_train"],
+            "n_val": pipes["n_val"],
+            "n_test": pipes["n_test"],
+        },
+        "test_set": pipes["test_note"],
+        "evaluated_on_synchronised_weights": laperm_run,
+        "final_val_accuracy": final_val,
+        "final_test_accuracy": final_test,
+        "best_epoch": state["best_epoch"],
+        "best_val_accuracy": state["best_val_accuracy"],
+        "test_accuracy_at_best_val": state["test_accuracy_at_best"],
+        "best_test_accuracy_any_epoch": (
+            float(best_by_test["test_accuracy"]) if best_by_test is not None else None
+        ),
+        "paper_accuracy": PAPER_ACCURACY.get(config.name),
+        "wall_time_s": float(state.get("wall_time_s", 0.0)),
+        "init_tables": {k: v.to_dict("records") for k, v in tables.items()},
+        **env,
+    }
+    if files is not None:
+        _atomic_write_text(files.result, json.dumps(result, indent=1, default=_json_default))
+    return history, result
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (np.ndarray, tuple)):
+        return list(obj)
+    return str(obj)

@@ -1,0 +1,47 @@
+"""Shared pytest fixtures.
+
+The offline data and the authors' checkpoints live in ``../shared`` beside the
+repository (or wherever ``$LAPERM_SHARED_DIR`` points).  Tests that need them
+are skipped with a clear reason when they are absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    env = os.environ.get("LAPERM_SHARED_DIR")
+    return Path(env) if env else REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared``; skips the test when it is absent."""
+    path = _shared_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data folder not found at {path} (set LAPERM_SHARED_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared_dir: Path) -> Path:
+    """The offline datasets folder (``mnist.npz``, ``cifar10.npz``)."""
+    path = shared_dir / "data"
+    if not (path / "mnist.npz").is_file():
+        pytest.skip(f"offline datasets not found in {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_checkpoints(shared_dir: Path) -> Path:
+    """The authors' published weight files (``Conv7.h5`` ...)."""
+    path = shared_dir / "reference" / "pretrained"
+    if not (path / "Conv7.h5").is_file():
+        pytest.skip(f"authors' checkpoints not found in {path}")
+    return path
