@@ -1,0 +1,190 @@
+"""Helpers used by the book's notebooks: profiles, banners, run folders, status.
+
+Every notebook of ``book/`` starts with a papermill ``parameters`` cell
+(``profile = "cpu"`` and every other knob ``= None``), then calls
+:func:`setup`, which fills the ``None`` knobs from the chosen profile, shows the
+scale banner, and starts the section's clock.  The last cell calls
+:func:`finish`, which writes the section's status record (profile, parameters,
+hardware, wall time, date, commit) read by the status page.
+
+Profiles:
+
+* ``smoke``: CI; the whole book in <= 10 minutes on 2 CPU cores;
+* ``cpu``: the default main job, meaningful MNIST results, reduced CIFAR-10;
+  the whole book in <= 45 minutes on 2 CPU cores;
+* ``paper``: the paper's settings, for a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROFILE_NAMES = ("smoke", "cpu", "paper")
+
+PROFILE_DESCRIPTIONS = {
+    "smoke": "smoke test (CI): tiny runs that only prove the pipeline works",
+    "cpu": "CPU profile: reduced runs that fit a 2-core machine",
+    "paper": "paper profile: the paper's settings (needs a GPU for CIFAR-10)",
+}
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_dir() -> Path:
+    """Where executions keep their runs and status (``$LAPERM_BUILD_DIR`` or ``_build``)."""
+    return Path(os.environ.get("LAPERM_BUILD_DIR", REPO_ROOT / "_build"))
+
+
+def status_dir() -> Path:
+    return build_dir() / "status"
+
+
+def results_dir() -> Path:
+    """Committed result records of long runs (issue: reproduce the paper)."""
+    return REPO_ROOT / "results"
+
+
+@dataclass
+class Section:
+    """What :func:`setup` returns: the resolved parameters of one execution.
+
+    Attributes:
+        section: the notebook's name (e.g. ``"05_1_conv7_mnist"``).
+        profile: ``"smoke"``, ``"cpu"`` or ``"paper"``.
+        params: every parameter after filling ``None`` from the profile.
+        overridden: the names given explicitly (papermill ``-p``).
+    """
+
+    section: str
+    profile: str
+    params: dict
+    overridden: list
+    started: float = field(default_factory=time.perf_counter)
+    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    scale_notes: list = field(default_factory=list)
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["params"][name]
+        except KeyError:
+            raise AttributeError(
+                f"Section {self.__dict__.get('section')!r} has no parameter {name!r}; "
+                f"parameters: {', '.join(self.__dict__.get('params', {}))}"
+            ) from None
+
+    def run_dir(self, name: str) -> Path:
+        """A folder for one experiment run of this section and profile.
+
+        Runs resume from there, so re-executing a section reuses finished runs.
+        """
+        path = build_dir() / "runs" / self.profile / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def note_scale(self, text: str) -> None:
+        """Add a line to the status record (e.g. a run's scale label)."""
+        self.scale_notes.append(text)
+
+
+def setup(section: str, profile: str, profiles: dict[str, dict], overrides: dict[str, Any],
+          show_banner: bool = True) -> Section:
+    """Resolve a notebook's parameters and show its scale banner.
+
+    Args:
+        section: the notebook's name.
+        profile: the chosen profile name.
+        profiles: ``{profile: {parameter: value}}`` defaults, defined in the
+            notebook itself so a reader sees them.
+        overrides: the notebook's parameters as set in its parameters cell
+            (``None`` means "take the profile's value").
+        show_banner: display the banner (Markdown) in the notebook.
+
+    Raises:
+        ValueError: unknown profile (the message lists the valid ones), or a
+            parameter missing from the profile table.
+    """
+    if profile not in PROFILE_NAMES:
+        raise ValueError(f"Unknown profile {profile!r}; valid profiles: {', '.join(PROFILE_NAMES)}.")
+    missing = [p for p in PROFILE_NAMES if p not in profiles]
+    if missing:
+        raise ValueError(f"Section {section!r} defines no values for profile(s) {missing}.")
+    defaults = dict(profiles[profile])
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"Parameter(s) {unknown} of section {section!r} have no value in profile {profile!r}."
+        )
+    params, overridden = {}, []
+    for name, default in defaults.items():
+        value = overrides.get(name)
+        if value is None:
+            params[name] = default
+        else:
+            params[name] = value
+            overridden.append(name)
+    sec = Section(section=section, profile=profile, params=params, overridden=overridden)
+    if show_banner:
+        banner(sec)
+    return sec
+
+
+def banner_text(sec: Section, scale: str | None = None) -> str:
+    """The banner's Markdown: profile, scale and overridden parameters."""
+    lines = [f"**Profile `{sec.profile}`** — {PROFILE_DESCRIPTIONS[sec.profile]}."]
+    if scale:
+        lines.append(f"Scale: **{scale}**.")
+    if sec.overridden:
+        shown = ", ".join(f"`{k}={sec.params[k]!r}`" for k in sec.overridden)
+        lines.append(f"Overridden parameters: {shown}.")
+    lines.append(
+        f"Executed {sec.started_at}; re-run with `laperm run {sec.section} --profile {sec.profile}`."
+    )
+    return "\n".join(f"> {line}\n>" for line in lines).rstrip(">").rstrip()
+
+
+def banner(sec: Section, scale: str | None = None) -> None:
+    """Display the banner in a notebook (printed outside IPython)."""
+    text = banner_text(sec, scale)
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown(text))
+    except ImportError:  # pragma: no cover
+        print(text)
+
+
+def finish(sec: Section, extra: dict | None = None) -> dict:
+    """Write the section's status record for the status page and return it."""
+    from laperm.experiment import environment_info
+
+    env = environment_info()
+    record = {
+        "section": sec.section,
+        "profile": sec.profile,
+        "params": sec.params,
+        "overridden": sec.overridden,
+        "scale_notes": sec.scale_notes,
+        "wall_time_s": round(time.perf_counter() - sec.started, 1),
+        "started_at": sec.started_at,
+        **env,
+        **(extra or {}),
+    }
+    path = status_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / f"{sec.section}.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(tmp, path / f"{sec.section}.json")
+    return record
+
+
+def load_status() -> list[dict]:
+    """Every section's latest status record."""
+    path = status_dir()
+    if not path.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(path.glob("*.json"))]

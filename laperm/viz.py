@@ -1,0 +1,742 @@
+"""Figures for the Train-by-Reconnect companion (matplotlib / seaborn).
+
+Paper: Qiu & Suda, *Train-by-Reconnect*, NeurIPS 2020.
+
+* :func:`plot_weight_profiles`, :func:`plot_profile_grid`: sorted weight
+  vectors collapsing onto one curve, the weight profile (Section 2).
+* :func:`plot_vectors_as_images`: the ten 784-weight vectors of an MNIST
+  linear model (F1) as 28x28 images (Sections 4, 5.5).
+* :func:`plot_permutation_trace`, :func:`animate_reconnection`,
+  :func:`to_jshtml`: where weights travel from sync to sync (Section 4).
+* :func:`plot_training_curves`: LaPerm vs Adam curves of one or several runs
+  (Section 5).
+* :func:`plot_sawtooth`: per-step accuracy or loss with the syncs marked, the
+  saw-tooth of Section 5.3.
+
+Every function accepts an optional ``ax`` (``axes`` for multi-panel figures)
+and returns the Axes, Figure or Animation it drew; none calls ``plt.show()``.
+Weight arguments follow :mod:`laperm.profiles` (NumPy arrays, Keras variables
+or tensors; row view = one row per weight vector).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import animation
+from matplotlib.collections import LineCollection
+
+from laperm import profiles as P
+
+__all__ = [
+    "set_style",
+    "plot_weight_profiles",
+    "plot_profile_grid",
+    "plot_vectors_as_images",
+    "plot_permutation_trace",
+    "animate_reconnection",
+    "to_jshtml",
+    "plot_training_curves",
+    "plot_sawtooth",
+]
+
+
+def set_style(context: str = "notebook", font_scale: float = 1.0,
+              rc: dict | None = None) -> None:
+    """The project's plotting style: seaborn ``whitegrid`` with readable sizes.
+
+    Args:
+        context: seaborn context (``"paper"``, ``"notebook"``, ``"talk"``).
+        font_scale: multiplies every font size.
+        rc: extra matplotlib rc settings, e.g. ``{"figure.dpi": 120}``.
+    """
+    base = {
+        "figure.figsize": (6.4, 4.0),
+        "figure.dpi": 100,
+        "savefig.dpi": 150,
+        "savefig.bbox": "tight",
+        "axes.titlesize": "medium",
+        "axes.labelsize": "medium",
+        "legend.fontsize": "small",
+        "legend.frameon": False,
+        "image.cmap": "viridis",
+    }
+    base.update(rc or {})
+    sns.set_theme(style="whitegrid", context=context, font_scale=font_scale, rc=base)
+
+
+def _new_ax(ax):
+    if ax is None:
+        _, ax = plt.subplots()
+    return ax
+
+
+# ---------------------------------------------------------------------------
+# Section 2: weight profiles
+# ---------------------------------------------------------------------------
+
+
+def _rank_grid(n: int, max_points: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of sorted positions to draw and their normalised ranks."""
+    if max_points is not None and n > max_points:
+        idx = np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(np.int64))
+    else:
+        idx = np.arange(n)
+    x = idx / (n - 1) if n > 1 else np.full(len(idx), 0.5)
+    return idx, x
+
+
+def plot_weight_profiles(
+    w: Any,
+    ax=None,
+    max_vectors: int | None = 200,
+    max_points: int | None = 512,
+    title: str | None = None,
+    color: Any = "C0",
+    alpha: float | None = None,
+    linewidth: float = 0.6,
+    show_mean: bool = True,
+    baseline: Any = None,
+    baseline_label: str = "init",
+    legend: bool = True,
+    seed: int | None = 0,
+):
+    """Draw a layer's sorted weight vectors and its mean profile (Section 2).
+
+    Each weight vector (:func:`laperm.profiles.weight_vectors`) is sorted and
+    drawn as one thin translucent line against its normalised rank (0 =
+    smallest entry, 1 = largest), so vectors of any length share an x axis.
+    If they lie on one curve, the layer has a *weight profile*.
+
+    Args:
+        w: a variable of any rank (a kernel, normally).
+        ax: Axes to draw on; a new figure if ``None``.
+        max_vectors: draw at most this many vectors (a random subset chosen
+            with ``seed``); ``None`` draws all.  The mean profile always uses
+            every vector.
+        max_points: draw each sorted vector at most at this many evenly
+            spaced ranks (exact values at those ranks; keeps very long
+            vectors, e.g. VGG16 fc1's 25088, cheap).  ``None``: all points.
+        title: Axes title; default ``"<n> sorted vectors of length <m>"``.
+        color: colour of the vector lines.
+        alpha: opacity of the vector lines; default adapts to their number.
+        linewidth: width of the vector lines.
+        show_mean: draw the mean profile as a black line.
+        baseline: optional weights (e.g. theta_0) whose mean profile is drawn
+            dashed, to compare with initialisation.
+        baseline_label: legend label suffix for ``baseline``.
+        legend: add a legend when a mean profile is drawn.
+        seed: seed for the vector subset.
+
+    Returns:
+        The Axes.  The vector lines are one ``LineCollection`` in
+        ``ax.collections``; the mean (and baseline) profiles are
+        ``ax.lines``.
+    """
+    ax = _new_ax(ax)
+    s = P.sorted_profiles(w)
+    n_vectors, n = s.shape
+    chosen = np.arange(n_vectors)
+    if max_vectors is not None and n_vectors > max_vectors:
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(n_vectors, size=max_vectors, replace=False))
+    idx, x = _rank_grid(n, max_points)
+    ys = s[chosen][:, idx].astype(np.float64)
+    if alpha is None:
+        alpha = float(np.clip(8.0 / max(1, len(chosen)), 0.03, 0.6))
+    segments = np.stack([np.broadcast_to(x, ys.shape), ys], axis=-1)
+    lc = LineCollection(segments, colors=color, linewidths=linewidth, alpha=alpha)
+    ax.add_collection(lc, autolim=True)
+    if show_mean and n_vectors:
+        ax.plot(x, s.mean(axis=0, dtype=np.float64)[idx], color="black", lw=1.6,
+                label="mean profile")
+    if baseline is not None:
+        sb = P.sorted_profiles(baseline)
+        bidx, bx = _rank_grid(sb.shape[1], max_points)
+        ax.plot(bx, sb.mean(axis=0, dtype=np.float64)[bidx], color="0.35", lw=1.4,
+                ls="--", label=f"mean profile ({baseline_label})")
+    ax.autoscale_view()
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel("normalised rank within vector")
+    ax.set_ylabel("weight value")
+    ax.set_title(title if title is not None else f"{n_vectors} sorted vectors of length {n}")
+    if legend and ax.lines:
+        ax.legend(loc="upper left")
+    return ax
+
+
+def plot_profile_grid(
+    model_or_list: Any,
+    ncols: int = 3,
+    max_vectors: int | None = 100,
+    max_points: int | None = 256,
+    min_ndim: int = 2,
+    baseline: Any = None,
+    show_scores: bool = True,
+    panel_size: tuple[float, float] = (3.4, 2.7),
+    sharey: bool = False,
+    axes=None,
+    **kwargs: Any,
+):
+    """One weight-profile panel per kernel of a model (Section 2).
+
+    Args:
+        model_or_list: a Keras model or layer, a ``{name: array}`` mapping or
+            a list of arrays (see :func:`laperm.profiles.named_weights`).
+        ncols: panels per row.
+        max_vectors: vectors drawn per panel (see :func:`plot_weight_profiles`).
+        max_points: points per drawn vector.
+        min_ndim: only variables with at least this many dimensions.
+        baseline: optional weights of the same structure (e.g. theta_0),
+            matched by position; each panel also shows the baseline's mean
+            profile dashed.
+        show_scores: write the correlation and RMS similarity scores
+            (:func:`laperm.profiles.profile_similarity`) in each panel.
+        panel_size: ``(width, height)`` of one panel in inches.
+        sharey: share the y axis across panels.
+        axes: optional sequence of Axes (at least one per panel).
+        **kwargs: passed to :func:`plot_weight_profiles`.
+
+    Returns:
+        The Figure; it holds exactly one Axes per selected variable.
+
+    Raises:
+        ValueError: if no variable has ``ndim >= min_ndim``.
+    """
+    items = P.named_weights(model_or_list)
+    base = P.named_weights(baseline) if baseline is not None else None
+    if base is not None and len(base) != len(items):
+        raise ValueError(f"baseline has {len(base)} variables, the model {len(items)}")
+    keep = [i for i, (_, a) in enumerate(items) if a.ndim >= min_ndim]
+    if not keep:
+        raise ValueError(f"no variable with ndim >= {min_ndim} to plot")
+    n = len(keep)
+    if axes is None:
+        ncols = max(1, min(ncols, n))
+        nrows = int(np.ceil(n / ncols))
+        fig, grid = plt.subplots(
+            nrows, ncols, squeeze=False, sharey=sharey,
+            figsize=(panel_size[0] * ncols, panel_size[1] * nrows),
+        )
+        flat = list(grid.ravel())
+        for extra in flat[n:]:
+            fig.delaxes(extra)
+        flat = flat[:n]
+    else:
+        flat = list(np.ravel(axes))
+        if len(flat) < n:
+            raise ValueError(f"{n} panels needed, {len(flat)} axes given")
+        fig = flat[0].figure
+    for panel, i in zip(flat, keep):
+        name, arr = items[i]
+        plot_weight_profiles(
+            arr, ax=panel, max_vectors=max_vectors, max_points=max_points,
+            title=f"{name}\n{tuple(arr.shape)}",
+            baseline=None if base is None else base[i][1],
+            legend=False, **kwargs,
+        )
+        panel.set_xlabel("normalised rank")
+        if show_scores:
+            corr = P.profile_similarity(arr, "correlation")
+            rms = P.profile_similarity(arr, "rms")
+            text = f"corr {corr:.4f}\nrms {rms:.3f}"
+            if base is not None:
+                b = base[i][1]
+                text += (f"\ninit: {P.profile_similarity(b, 'correlation'):.4f}, "
+                         f"{P.profile_similarity(b, 'rms'):.3f}")
+            panel.text(0.02, 0.97, text, transform=panel.transAxes, va="top",
+                       ha="left", fontsize="x-small",
+                       bbox=dict(boxstyle="round", fc="white", alpha=0.7, lw=0))
+    if axes is None:
+        fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# Section 4: vectors as images, permutation traces, animation
+# ---------------------------------------------------------------------------
+
+
+def _check_image_shape(length: int, image_shape: Sequence[int]) -> tuple[int, int]:
+    shape = tuple(int(d) for d in image_shape)
+    if len(shape) != 2:
+        raise ValueError(f"image_shape must be (height, width), got {shape}")
+    if shape[0] * shape[1] != length:
+        raise ValueError(
+            f"vectors of length {length} cannot be shown as {shape} images "
+            f"({shape[0] * shape[1]} pixels)"
+        )
+    return shape
+
+
+def plot_vectors_as_images(
+    w: Any,
+    image_shape: Sequence[int] = (28, 28),
+    vectors: Sequence[int] | None = None,
+    ncols: int = 5,
+    cmap: str = "RdBu_r",
+    vmax: float | None = None,
+    titles: Sequence[str] | None = None,
+    colorbar: bool = True,
+    panel_size: float = 1.9,
+    axes=None,
+):
+    """Weight vectors as images, e.g. F1's ten 784-weight vectors (Section 4).
+
+    For a Dense kernel ``(784, 10)`` on flattened 28x28 MNIST images, column
+    ``j`` holds the weight of every pixel for class ``j``; reshaped to 28x28
+    it shows which pixels vote for the class.  A diverging colormap is centred
+    at 0 and every panel shares one colour scale.
+
+    Args:
+        w: a variable whose vectors have ``prod(image_shape)`` entries.
+        image_shape: ``(height, width)`` of one image, in the input's
+            flattening order (row-major for ``keras.layers.Flatten``).
+        vectors: indices of the vectors to show; default all.
+        ncols: images per row.
+        cmap: a diverging colormap.
+        vmax: colour scale ``[-vmax, vmax]``; default the largest ``|w|`` of
+            the shown vectors.
+        titles: one title per image; default ``"unit j"``.
+        colorbar: add one shared colour bar (one extra Axes).
+        panel_size: size of one panel in inches.
+        axes: optional sequence of Axes, one per image.
+
+    Returns:
+        The Figure: one Axes with one image per vector, plus the colour bar's
+        Axes if ``colorbar``.
+    """
+    rows = P.weight_vectors(w)
+    shape = _check_image_shape(rows.shape[1], image_shape)
+    chosen = list(range(rows.shape[0])) if vectors is None else [int(v) for v in vectors]
+    n = len(chosen)
+    if n == 0:
+        raise ValueError("no vector to show")
+    if axes is None:
+        ncols = max(1, min(ncols, n))
+        nrows = int(np.ceil(n / ncols))
+        fig, grid = plt.subplots(
+            nrows, ncols, squeeze=False,
+            figsize=(panel_size * ncols + (0.8 if colorbar else 0), panel_size * nrows + 0.3),
+        )
+        flat = list(grid.ravel())
+        for extra in flat[n:]:
+            fig.delaxes(extra)
+        flat = flat[:n]
+    else:
+        flat = list(np.ravel(axes))
+        if len(flat) < n:
+            raise ValueError(f"{n} images need {n} axes, {len(flat)} given")
+        flat = flat[:n]
+        fig = flat[0].figure
+    data = rows[chosen].astype(np.float64)
+    if vmax is None:
+        vmax = float(np.nanmax(np.abs(data))) if data.size else 1.0
+        vmax = vmax if vmax > 0 else 1.0
+    im = None
+    for k, (panel, j) in enumerate(zip(flat, chosen)):
+        im = panel.imshow(data[k].reshape(shape), cmap=cmap, vmin=-vmax, vmax=vmax,
+                          interpolation="nearest")
+        panel.set_xticks([])
+        panel.set_yticks([])
+        panel.grid(False)
+        panel.set_title(titles[k] if titles is not None else f"unit {j}", fontsize="small")
+    if colorbar and im is not None:
+        fig.colorbar(im, ax=flat, shrink=0.8, label="weight")
+    return fig
+
+
+def _record_rows(record: Any, layout: str) -> np.ndarray:
+    arr = np.asarray(P.to_numpy(record))
+    if layout == "variable" or arr.ndim != 2:
+        return P.weight_vectors(arr)
+    if layout != "rows":
+        raise ValueError(f"layout must be 'rows' or 'variable', got {layout!r}")
+    return arr
+
+
+def _positions(records: Sequence[Any], vector: int, kind: str, layout: str) -> np.ndarray:
+    """``(T, n)``: column ``i`` = position of tracked weight ``i`` at each record."""
+    if len(records) == 0:
+        raise ValueError("records is empty")
+    out = []
+    shape0 = None
+    for t, rec in enumerate(records):
+        rows = _record_rows(rec, layout)
+        if shape0 is None:
+            shape0 = rows.shape
+        elif rows.shape != shape0:
+            raise ValueError(f"record {t} has row view {rows.shape}, record 0 has {shape0}")
+        row = rows[vector]
+        if kind == "ranks":
+            out.append(np.argsort(row, kind="stable"))  # value of rank i sits at pos[i]
+        elif kind == "positions":
+            out.append(np.asarray(row))
+        else:
+            raise ValueError(f"kind must be 'ranks' or 'positions', got {kind!r}")
+    return np.stack(out)
+
+
+def plot_permutation_trace(
+    records: Sequence[Any],
+    vector: int = 0,
+    n_weights: int = 8,
+    weights: Sequence[int] | None = None,
+    kind: str = "ranks",
+    steps: Sequence[float] | None = None,
+    layout: str = "rows",
+    ax=None,
+    cmap: str = "viridis",
+    title: str | None = None,
+    legend: bool | None = None,
+):
+    """Permutation trace: how chosen weights move from sync to sync (Section 4).
+
+    LaPerm never changes a vector's values, only where they sit.  This draws,
+    for a few weights of one vector, their position after each recorded sync.
+
+    Args:
+        records: one array per recorded sync, in the row view
+            ``(n_vectors, n)`` (or the variable's own shape with
+            ``layout="variable"``; arrays that are not 2-D are always read
+            as variables).  With ``kind="ranks"`` each is ``ranks(theta_t)``
+            (what ``laperm.PermutationRecorder`` stores); with
+            ``kind="positions"`` each is a position map
+            ``permutation_from(theta0, theta_t)``.
+        vector: row of the records (output unit) to trace.
+        n_weights: how many weights to trace, evenly spread (ignored if
+            ``weights`` is given).
+        weights: which weights to trace.  ``kind="ranks"``: ranks of values
+            in the sorted initial vector (0 = smallest initial value);
+            ``kind="positions"``: positions in theta0.
+        kind: ``"ranks"`` or ``"positions"`` (see ``records``).
+        steps: x values of the records (e.g. optimizer steps); default the
+            sync index 0, 1, 2, ...
+        layout: ``"rows"`` or ``"variable"`` (see ``records``).
+        ax: Axes to draw on.
+        cmap: colormap over the traced weights (by initial value rank or
+            position).
+        title: Axes title.
+        legend: show a legend; default when at most 10 weights are traced.
+
+    Returns:
+        The Axes, with one line per traced weight.
+    """
+    ax = _new_ax(ax)
+    pos = _positions(records, vector, kind, layout)
+    n_records, n = pos.shape
+    if weights is None:
+        k = max(1, min(int(n_weights), n))
+        weights = np.unique(np.round(np.linspace(0, n - 1, k)).astype(np.int64))
+    weights = [int(i) for i in weights]
+    x = np.arange(n_records) if steps is None else np.asarray(steps, dtype=np.float64)
+    if len(x) != n_records:
+        raise ValueError(f"{len(x)} steps for {n_records} records")
+    colors = plt.get_cmap(cmap)(np.linspace(0.0, 1.0, len(weights)))
+    what = "value rank" if kind == "ranks" else "initial position"
+    for c, i in zip(colors, weights):
+        ax.plot(x, pos[:, i], color=c, lw=1.2, marker="o", ms=3, label=f"{what} {i}")
+    ax.set_xlabel("sync" if steps is None else "step")
+    ax.set_ylabel("position in vector")
+    ax.set_ylim(-0.5, n - 0.5)
+    ax.set_title(title if title is not None else f"permutation trace, vector {vector}")
+    if legend or (legend is None and len(weights) <= 10):
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="x-small")
+    return ax
+
+
+def animate_reconnection(
+    theta0: Any,
+    records: Sequence[Any],
+    image_shape: Sequence[int] = (28, 28),
+    vector: int | Sequence[int] = 0,
+    interval: int = 200,
+    kind: str = "ranks",
+    record_vectors: Sequence[int] | None = None,
+    layout: str = "rows",
+    steps: Sequence[float] | None = None,
+    include_initial: bool = False,
+    cmap: str = "RdBu_r",
+    panel_size: float = 2.4,
+    close: bool = True,
+) -> animation.FuncAnimation:
+    """Animate theta0's values moving to new positions, sync after sync.
+
+    Frame ``t`` shows the chosen vector(s) as images holding the weights after
+    recorded sync ``t``: the same values as theta0 (Section 4), reconnected.
+
+    Args:
+        theta0: the initial weights (e.g. F1's ``(784, 10)`` kernel).
+        records: per-sync arrays as in :func:`plot_permutation_trace`: stable
+            ranks (``kind="ranks"``, rebuilt with
+            :func:`laperm.profiles.from_ranks`) or position maps
+            (``kind="positions"``, :func:`laperm.profiles.apply_permutation`).
+        image_shape: ``(height, width)`` of one vector as an image.
+        vector: index (or indices) of the theta0 vector(s) to show.
+        interval: milliseconds between frames.
+        kind: ``"ranks"`` or ``"positions"``.
+        record_vectors: the theta0 vector indices held by the records' rows,
+            when only some vectors were recorded (``PermutationRecorder``'s
+            ``vectors``); default: row ``j`` is vector ``j``.
+        layout: ``"rows"`` or ``"variable"`` layout of the records.
+        steps: optional step numbers of the records, shown in the title.
+        include_initial: add theta0 itself as a first frame.
+        cmap: diverging colormap (scale centred at 0, shared by all frames).
+        panel_size: size of one panel in inches.
+        close: close the figure (avoids a stray static image in notebooks;
+            the animation still renders with :func:`to_jshtml` or ``save``).
+
+    Returns:
+        A ``FuncAnimation`` with ``len(records) + include_initial`` frames.
+    """
+    a = P.to_numpy(theta0)
+    rows0 = P.weight_vectors(a)
+    shape = _check_image_shape(rows0.shape[1], image_shape)
+    chosen = [int(vector)] if np.ndim(vector) == 0 else [int(v) for v in vector]
+    if record_vectors is None:
+        where = {v: v for v in chosen}
+    else:
+        rv = [int(v) for v in record_vectors]
+        missing = [v for v in chosen if v not in rv]
+        if missing:
+            raise ValueError(f"vectors {missing} are not in record_vectors {rv}")
+        where = {v: rv.index(v) for v in chosen}
+    sorted0 = np.sort(rows0, axis=1)
+    frames = []
+    if include_initial:
+        frames.append(rows0[chosen])
+    for t, rec in enumerate(records):
+        rows = _record_rows(rec, layout)
+        frame = []
+        for v in chosen:
+            idx = np.asarray(rows[where[v]])
+            if idx.shape != (rows0.shape[1],):
+                raise ValueError(f"record {t}: row of length {idx.shape}, expected {rows0.shape[1]}")
+            if kind == "ranks":
+                frame.append(sorted0[v][idx])
+            elif kind == "positions":
+                moved = np.empty_like(rows0[v])
+                moved[idx] = rows0[v]
+                frame.append(moved)
+            else:
+                raise ValueError(f"kind must be 'ranks' or 'positions', got {kind!r}")
+        frames.append(np.stack(frame))
+    if not frames:
+        raise ValueError("nothing to animate: records is empty")
+    data = np.stack(frames).astype(np.float64)  # (T, n_chosen, length)
+    labels = []
+    if include_initial:
+        labels.append("theta_0")
+    for t in range(len(records)):
+        labels.append(f"sync {t}" if steps is None else f"step {steps[t]}")
+
+    vmax = float(np.nanmax(np.abs(rows0[chosen]))) if rows0.size else 1.0
+    vmax = vmax if vmax > 0 else 1.0
+    fig, grid = plt.subplots(1, len(chosen), squeeze=False,
+                             figsize=(panel_size * len(chosen), panel_size + 0.5))
+    panels = list(grid.ravel())
+    images = []
+    for panel, k in zip(panels, range(len(chosen))):
+        images.append(panel.imshow(data[0, k].reshape(shape), cmap=cmap, vmin=-vmax,
+                                   vmax=vmax, interpolation="nearest"))
+        panel.set_xticks([])
+        panel.set_yticks([])
+        panel.grid(False)
+        panel.set_title(f"unit {chosen[k]}", fontsize="small")
+    heading = fig.suptitle(labels[0])
+
+    def update(t):
+        for k, im in enumerate(images):
+            im.set_data(data[t, k].reshape(shape))
+        heading.set_text(labels[t])
+        return [*images, heading]
+
+    anim = animation.FuncAnimation(fig, update, frames=data.shape[0], interval=interval,
+                                   blit=False, repeat=True)
+    if close:
+        plt.close(fig)
+    return anim
+
+
+def to_jshtml(anim: animation.Animation, fps: float | None = None,
+              default_mode: str = "loop", embed_limit_mb: float | None = None) -> str:
+    """HTML + JavaScript for an animation, playable in a notebook.
+
+    Needs no ffmpeg (frames are embedded as PNG).  In Jupyter wrap it in
+    ``IPython.display.HTML``.
+
+    Args:
+        anim: e.g. from :func:`animate_reconnection`.
+        fps: frames per second; default from the animation's interval.
+        default_mode: ``"loop"``, ``"once"`` or ``"reflect"``.
+        embed_limit_mb: raise matplotlib's ``animation.embed_limit`` (MB) for
+            long animations.
+
+    Returns:
+        An HTML string (contains ``<script``).
+    """
+    rc = {} if embed_limit_mb is None else {"animation.embed_limit": float(embed_limit_mb)}
+    with plt.rc_context(rc):
+        return anim.to_jshtml(fps=fps, default_mode=default_mode)
+
+
+# ---------------------------------------------------------------------------
+# Section 5: training curves
+# ---------------------------------------------------------------------------
+
+
+def _default_hue(df: pd.DataFrame) -> str | None:
+    for col in ("run", "label"):
+        if col in df.columns:
+            return col
+    return None
+
+
+def plot_training_curves(
+    history_df: pd.DataFrame,
+    x: str = "epoch",
+    y: str | Sequence[str] = ("val_accuracy",),
+    hue: str | None = None,
+    style: str | None = None,
+    ax=None,
+    errorbar: Any = "sd",
+    title: str | None = None,
+    **kwargs: Any,
+):
+    """Training curves of one or several runs, e.g. LaPerm vs Adam (Section 5).
+
+    Accepts a *wide* frame (one column per metric: ``epoch``,
+    ``val_accuracy``, ..., plus ``run`` or ``label``) or a *long* one
+    (columns ``metric`` and ``value``).  Several rows with the same ``x`` and
+    ``hue`` (e.g. seeds) are aggregated by seaborn with an error band.
+
+    Args:
+        history_df: the curves.
+        x: column on the x axis.
+        y: metric name(s) to draw.
+        hue: column that tells runs apart; default ``run``, else ``label``,
+            else the metric when several are drawn.
+        style: line style column; default the metric when several metrics
+            and a run column are drawn.
+        ax: Axes to draw on.
+        errorbar: seaborn ``errorbar`` for repeated rows (``"sd"``, ``("ci",
+            95)``, ``None``).
+        title: Axes title.
+        **kwargs: passed to ``seaborn.lineplot``.
+
+    Returns:
+        The Axes.
+
+    Raises:
+        KeyError: if ``x`` or a metric is missing.
+    """
+    ax = _new_ax(ax)
+    metrics = [y] if isinstance(y, str) else list(y)
+    df = history_df
+    if x not in df.columns:
+        raise KeyError(f"column {x!r} not in the DataFrame ({list(df.columns)})")
+    if all(m in df.columns for m in metrics):
+        id_vars = [c for c in df.columns if c not in metrics and c != "metric"]
+        long = df.melt(id_vars=id_vars, value_vars=metrics, var_name="metric",
+                       value_name="value")
+    elif {"metric", "value"} <= set(df.columns):
+        long = df[df["metric"].isin(metrics)]
+        missing = [m for m in metrics if m not in set(long["metric"])]
+        if missing:
+            raise KeyError(f"metrics {missing} not in the DataFrame's 'metric' column")
+    else:
+        missing = [m for m in metrics if m not in df.columns]
+        raise KeyError(f"columns {missing} not in the DataFrame ({list(df.columns)})")
+    if hue is None:
+        hue = _default_hue(long)
+        if hue is None and len(metrics) > 1:
+            hue = "metric"
+    if style is None and len(metrics) > 1 and hue != "metric":
+        style = "metric"
+    sns.lineplot(data=long, x=x, y="value", hue=hue, style=style, errorbar=errorbar,
+                 ax=ax, **kwargs)
+    ax.set_ylabel(metrics[0] if len(metrics) == 1 else "value")
+    ax.set_xlabel(x)
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def plot_sawtooth(
+    history_df_steps: pd.DataFrame,
+    x: str = "step",
+    y: str = "accuracy",
+    sync_steps: Sequence[float] | None = None,
+    sync_period: int | None = None,
+    sync_column: str | None = None,
+    hue: str | None = None,
+    ax=None,
+    marker: str | None = ".",
+    title: str | None = None,
+):
+    """Per-step accuracy or loss with the syncs marked: the saw-tooth (5.3).
+
+    Between syncs the inner optimizer moves the weights freely; at a sync
+    they are snapped back to a permutation of theta_0, and the metric jumps.
+    Measured every step (or every few steps) this gives a saw-tooth.
+
+    Syncs come from, in this order: ``sync_steps``; multiples of
+    ``sync_period`` within the x range; a boolean column ``sync_column``
+    (default ``"synced"`` when the frame has it).
+
+    Args:
+        history_df_steps: one row per measurement: ``x``, ``y`` and an
+            optional ``run``/``label`` column.
+        x: the step column.
+        y: the metric column.
+        sync_steps: x positions of the syncs.
+        sync_period: LaPerm's k (syncs after steps k, 2k, ...).
+        sync_column: boolean column marking rows measured right after a sync.
+        hue: column telling runs apart (default ``run``/``label`` if present).
+        ax: Axes to draw on.
+        marker: marker of the measurements.
+        title: Axes title.
+
+    Returns:
+        The Axes: one line per run in ``ax.lines`` and, if syncs are known,
+        one ``LineCollection`` of vertical sync lines in ``ax.collections``.
+    """
+    ax = _new_ax(ax)
+    df = history_df_steps
+    for col in (x, y):
+        if col not in df.columns:
+            raise KeyError(f"column {col!r} not in the DataFrame ({list(df.columns)})")
+    hue = hue if hue is not None else _default_hue(df)
+    groups = [(None, df)] if hue is None else list(df.groupby(hue, sort=False))
+    for name, g in groups:
+        g = g.sort_values(x)
+        ax.plot(g[x].to_numpy(), g[y].to_numpy(), marker=marker, ms=3, lw=1.0,
+                label=None if name is None else str(name))
+    xs = None
+    label = "sync"
+    if sync_steps is not None:
+        xs = np.asarray(sync_steps, dtype=np.float64)
+    elif sync_period is not None:
+        k = int(sync_period)
+        lo, hi = float(df[x].min()), float(df[x].max())
+        first = max(k, int(np.ceil(lo / k)) * k)
+        xs = np.arange(first, hi + 1e-9, k, dtype=np.float64)
+        label = f"sync (k = {k})"
+    else:
+        col = sync_column if sync_column is not None else ("synced" if "synced" in df.columns else None)
+        if col is not None:
+            xs = np.unique(df.loc[df[col].astype(bool), x].to_numpy(dtype=np.float64))
+    if xs is not None and len(xs):
+        ax.vlines(xs, 0, 1, transform=ax.get_xaxis_transform(), colors="0.45",
+                  linestyles=":", linewidths=0.9, label=label)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    if title is not None:
+        ax.set_title(title)
+    if hue is not None or (xs is not None and len(xs)):
+        ax.legend(loc="best")
+    return ax
