@@ -1,0 +1,133 @@
+"""Weights trained by this project, with their provenance (``pretrained/``).
+
+``pretrained/manifest.json`` lists, for every file: the model, the experiment
+config and its hash, k, p, seed, epochs run of planned, validation and test
+accuracy (measured on synchronised weights for LaPerm), wall time, hardware,
+date, commit and the file's sha256.  :func:`load` refuses a file whose sha256
+does not match the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+MANIFEST = "manifest.json"
+
+
+class ChecksumError(ValueError):
+    """A weight file does not match the sha256 in the manifest."""
+
+
+def sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _directory(directory) -> Path:
+    return Path(directory) if directory is not None else PRETRAINED_DIR
+
+
+def manifest(directory=None) -> dict:
+    """The manifest: ``{name: metadata}`` (empty when there is none)."""
+    path = _directory(directory) / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def available(directory=None) -> list[str]:
+    """Names of the stored weights."""
+    return sorted(manifest(directory))
+
+
+def load(name: str, directory=None):
+    """Build the model of a stored run and load its weights.
+
+    Args:
+        name: a name from :func:`available` (e.g. ``"conv7_laperm_s0"``).
+        directory: folder with ``manifest.json`` (default: ``pretrained/``).
+
+    Returns:
+        ``(model, metadata)``: an uncompiled Keras model and its manifest entry.
+
+    Raises:
+        ValueError: unknown name (the message lists the available ones).
+        ChecksumError: the file's sha256 differs from the manifest's.
+    """
+    from laperm.experiment import ExperimentConfig, build_model
+
+    entries = manifest(directory)
+    if name not in entries:
+        raise ValueError(
+            f"No pretrained weights named {name!r}; available: {', '.join(sorted(entries)) or 'none'}."
+        )
+    meta = entries[name]
+    path = _directory(directory) / meta["file"]
+    if not path.exists():
+        raise FileNotFoundError(f"Pretrained file {path} listed in the manifest is missing.")
+    actual = sha256(path)
+    if actual != meta["sha256"]:
+        raise ChecksumError(
+            f"{path} has sha256 {actual}, but the manifest says {meta['sha256']}: "
+            "the file is damaged or was replaced; refusing to load it."
+        )
+    model, _ = build_model(ExperimentConfig.from_dict(meta["config"]))
+    model.load_weights(path)
+    return model, meta
+
+
+def export(run_dir, name: str, directory=None) -> dict:
+    """Add a finished run's best (synchronised) weights to ``pretrained/``.
+
+    Args:
+        run_dir: a folder written by :func:`laperm.experiment.run` holding
+            ``result.json`` and ``best.weights.h5``.
+        name: the name to store it under.
+        directory: target folder (default: ``pretrained/``).
+
+    Returns:
+        The manifest entry.
+    """
+    run_dir = Path(run_dir)
+    result = json.loads((run_dir / "result.json").read_text())
+    target_dir = _directory(directory)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    file = f"{name}.weights.h5"
+    shutil.copyfile(run_dir / "best.weights.h5", target_dir / file)
+    cfg = result["config"]
+    entry = {
+        "file": file,
+        "model": cfg["model"],
+        "experiment": result["name"],
+        "optimizer": result["optimizer"],
+        "config": cfg,
+        "config_hash": result["config_hash"],
+        "k": cfg["sync_period"] if result["optimizer"] == "laperm" else None,
+        "p": None if cfg.get("prune_keep") is None else round(1 - cfg["prune_keep"], 4),
+        "seed": cfg["seed"],
+        "epochs_run": result["scale"]["epochs_run"],
+        "epochs_planned": result["scale"]["paper_epochs"],
+        "scale": result["scale"]["label"],
+        "best_epoch": result["best_epoch"],
+        "val_accuracy": result["best_val_accuracy"],
+        "test_accuracy": result["test_accuracy_at_best_val"],
+        "test_set": result["test_set"],
+        "synchronised": result["evaluated_on_synchronised_weights"],
+        "wall_time_s": result["wall_time_s"],
+        "hardware": result["hardware"],
+        "date": result["date"],
+        "commit": result["commit"],
+        "sha256": sha256(target_dir / file),
+    }
+    entries = manifest(directory)
+    entries[name] = entry
+    tmp = target_dir / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
+    os.replace(tmp, target_dir / MANIFEST)
+    return entry

@@ -1,0 +1,66 @@
+"""pretrained/: export of a run, manifest, checksum-verified loading."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from laperm import pretrained
+from laperm.experiment import paper_config, run
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, data_dir):
+    root = tmp_path_factory.mktemp("pretrained")
+    cfg = paper_config("f1", epochs=1, train_fraction=0.02, validation_size=500)
+    run(cfg, root / "run", data_dir=data_dir, progress=False)
+    entry = pretrained.export(root / "run", "f1_tiny", directory=root / "store")
+    return root / "store", entry
+
+
+def test_manifest_describes_the_run(exported):
+    store, entry = exported
+    assert pretrained.available(store) == ["f1_tiny"]
+    for key in ("model", "config_hash", "k", "seed", "epochs_run", "epochs_planned",
+                "val_accuracy", "test_accuracy", "wall_time_s", "hardware", "date",
+                "commit", "sha256", "synchronised"):
+        assert key in entry, key
+    assert entry["k"] == 250 and entry["epochs_planned"] == 10 and entry["synchronised"]
+    assert json.loads((store / "manifest.json").read_text())["f1_tiny"] == entry
+
+
+def test_load_returns_model_and_metadata(exported):
+    store, entry = exported
+    model, meta = pretrained.load("f1_tiny", directory=store)
+    assert meta == entry
+    kernel = np.asarray(model.weights[0])
+    assert set(np.unique(kernel)) <= {0.0, np.float32(0.08)}
+
+
+def test_damaged_file_is_refused(exported, tmp_path):
+    store, entry = exported
+    import shutil
+
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    with open(copy / entry["file"], "ab") as f:
+        f.write(b"tampered")
+    with pytest.raises(pretrained.ChecksumError, match="sha256"):
+        pretrained.load("f1_tiny", directory=copy)
+
+
+def test_unknown_name_lists_available(exported):
+    store, _ = exported
+    with pytest.raises(ValueError, match="f1_tiny"):
+        pretrained.load("nope", directory=store)
+
+
+def test_project_manifest_files_match():
+    """Every file committed in pretrained/ matches its manifest sha256."""
+    entries = pretrained.manifest()
+    for name, meta in entries.items():
+        path = pretrained.PRETRAINED_DIR / meta["file"]
+        assert path.exists(), name
+        assert pretrained.sha256(path) == meta["sha256"], name
