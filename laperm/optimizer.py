@@ -93,13 +93,10 @@ class LaPerm(keras.optimizers.Optimizer):
         name: str | None = None,
         **kwargs,
     ):
-        unsupported = {
-            k: v for k, v in kwargs.items() if v not in (None, False, 0.99)
-        }
-        if unsupported:
+        if kwargs:
             raise ValueError(
-                "LaPerm does not take argument(s) "
-                f"{sorted(unsupported)}; set them on the inner optimizer."
+                f"LaPerm does not take argument(s) {sorted(kwargs)}; set "
+                "learning rate, clipping, weight decay etc. on the inner optimizer."
             )
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = keras.optimizers.get(inner_optimizer)

@@ -282,3 +282,65 @@ def test_sync_period_schedules():
                callbacks=[SyncPeriodScheduler(lambda epoch: 2 if epoch == 0 else 3)])
     assert opt2.sync_period == 3
     assert int(ops.convert_to_numpy(opt2.sync_count)) == 3 + 2
+
+
+def _check_custom_loop_result(model, opt, w0):
+    assert int(ops.convert_to_numpy(opt.sync_count)) == 2
+    for v, w in zip(model.trainable_variables, w0):
+        if opt.should_permute(v):
+            assert is_permutation_of(ops.convert_to_numpy(v.value), w), v.path
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.function custom loop")
+def test_custom_training_loop_under_tf_function():
+    import tensorflow as tf
+
+    model = tiny_model(bias_and_bn=False)
+    w0 = snapshot(model)
+    x, y = data()
+    opt = laperm.LaPerm(keras.optimizers.SGD(0.5), sync_period=3)
+    opt.build(model.trainable_variables)  # captures theta_0
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function(jit_compile=True)
+    def train_step(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(yb, model(xb, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply(grads, model.trainable_variables)
+        return loss
+
+    for i in range(6):
+        train_step(x[8 * i: 8 * i + 8], y[8 * i: 8 * i + 8])
+    _check_custom_loop_result(model, opt, w0)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="jax.jit stateless custom loop")
+def test_custom_training_loop_under_jax_jit():
+    import jax
+
+    model = tiny_model(bias_and_bn=False)
+    w0 = snapshot(model)
+    x, y = data()
+    opt = laperm.LaPerm(keras.optimizers.SGD(0.5), sync_period=3)
+    opt.build(model.trainable_variables)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+    @jax.jit
+    def train_step(tv, ov, xb, yb):
+        def loss(tv):
+            pred, _ = model.stateless_call(tv, [], xb, training=True)
+            return loss_fn(yb, pred)
+
+        grads = jax.grad(loss)(tv)
+        return opt.stateless_apply(ov, grads, tv)
+
+    tv = [v.value for v in model.trainable_variables]
+    ov = [v.value for v in opt.variables]
+    for i in range(6):
+        tv, ov = train_step(tv, ov, x[8 * i: 8 * i + 8], y[8 * i: 8 * i + 8])
+    for v, value in zip(model.trainable_variables, tv):
+        v.assign(value)
+    for v, value in zip(opt.variables, ov):
+        v.assign(value)
+    _check_custom_loop_result(model, opt, w0)
