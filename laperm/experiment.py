@@ -467,8 +467,12 @@ class _EpochEnd:
     def epoch_end(self, epoch, logs):
         optimizer = self.model.optimizer
         laperm_run = _is_laperm(optimizer)
+        unsynced_test = np.nan
         if laperm_run:
             optimizer.check_finite_sync()
+            # The weights as they are at the end of the epoch, usually between
+            # two syncs: what the authors' CIFAR notebooks evaluated (hazard 4).
+            unsynced_test = _evaluate(self.model, self.pipes["test"])[1]
             with optimizer.synchronised():
                 val_loss, val_acc = _evaluate(self.model, self.pipes["val"])
                 test_loss, test_acc = _evaluate(self.model, self.pipes["test"])
@@ -491,6 +495,7 @@ class _EpochEnd:
             "val_accuracy": val_acc,
             "test_loss": test_loss,
             "test_accuracy": test_acc,
+            "test_accuracy_unsynced": unsynced_test,
             "learning_rate": float(ops.convert_to_numpy(optimizer.learning_rate)),
             "sync_count": int(ops.convert_to_numpy(optimizer.sync_count)) if laperm_run else 0,
             "epoch_time_s": time.perf_counter() - self.t_epoch,
