@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
@@ -99,8 +98,16 @@ def export(run_dir, name: str, directory=None) -> dict:
     target_dir = _directory(directory)
     target_dir.mkdir(parents=True, exist_ok=True)
     file = f"{name}.weights.h5"
-    shutil.copyfile(run_dir / "best.weights.h5", target_dir / file)
+    # Keep the model's weights only: a run's best.weights.h5 also holds the
+    # optimizer state (sorted theta_0, Adam moments), several times larger.
+    from laperm.experiment import ExperimentConfig, build_model
+
     cfg = result["config"]
+    model, _ = build_model(ExperimentConfig.from_dict(cfg))
+    model.load_weights(run_dir / "best.weights.h5")
+    tmp = target_dir / f"{name}.tmp.weights.h5"
+    model.save_weights(tmp)
+    os.replace(tmp, target_dir / file)
     entry = {
         "file": file,
         "model": cfg["model"],

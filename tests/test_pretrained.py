@@ -64,3 +64,19 @@ def test_project_manifest_files_match():
         path = pretrained.PRETRAINED_DIR / meta["file"]
         assert path.exists(), name
         assert pretrained.sha256(path) == meta["sha256"], name
+
+
+def test_project_weights_score_what_the_manifest_says(data_dir):
+    """Each committed MNIST model re-scores its recorded test accuracy."""
+    from laperm.experiment import ExperimentConfig, prepare_data
+
+    entries = {n: m for n, m in pretrained.manifest().items() if m["config"]["dataset"] == "mnist"}
+    if not entries:
+        pytest.skip("no MNIST weights committed in pretrained/")
+    for name, meta in sorted(entries.items()):
+        model, _ = pretrained.load(name)
+        model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        cfg = ExperimentConfig.from_dict(meta["config"])
+        test = prepare_data(cfg, data_dir)["test"]
+        accuracy = model.evaluate(test, verbose=0)[1]
+        assert accuracy == pytest.approx(meta["test_accuracy"], abs=2e-4), name
