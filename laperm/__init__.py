@@ -8,23 +8,38 @@ Train a network by only permuting its random initial weights::
 
 Modules: :mod:`laperm.optimizer` (the method), :mod:`laperm.models`,
 :mod:`laperm.data`, :mod:`laperm.pruning`, :mod:`laperm.experiment`,
-:mod:`laperm.profiles` and :mod:`laperm.viz`.
+:mod:`laperm.profiles`, :mod:`laperm.viz`, :mod:`laperm.pretrained`.
+
+Names are imported lazily, so that ``laperm`` (and its command line) starts
+without loading Keras and TensorFlow until they are needed.
 """
 
-from laperm.callbacks import PermutationRecorder, SyncPeriodScheduler
-from laperm.optimizer import LaPerm, NonFiniteWeightsError
-from laperm.presets import LAPERM_PRESETS
-from laperm.sync_schedules import PiecewiseSyncPeriod, SyncPeriodSchedule
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "LaPerm",
-    "LAPERM_PRESETS",
-    "NonFiniteWeightsError",
-    "PermutationRecorder",
-    "PiecewiseSyncPeriod",
-    "SyncPeriodSchedule",
-    "SyncPeriodScheduler",
-    "__version__",
-]
+_EXPORTS = {
+    "LaPerm": "laperm.optimizer",
+    "NonFiniteWeightsError": "laperm.optimizer",
+    "LAPERM_PRESETS": "laperm.presets",
+    "PermutationRecorder": "laperm.callbacks",
+    "SyncPeriodScheduler": "laperm.callbacks",
+    "PiecewiseSyncPeriod": "laperm.sync_schedules",
+    "SyncPeriodSchedule": "laperm.sync_schedules",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'laperm' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

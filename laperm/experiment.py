@@ -179,7 +179,7 @@ class ExperimentConfig:
             return "paper scale"
         parts = [f"{self.epochs} of {self.paper_epochs} epochs"]
         if self.train_fraction < 1:
-            parts.append(f"{self.train_fraction:.0%} of the training set")
+            parts.append(f"{100 * self.train_fraction:.2g}% of the training set")
         return "reduced: " + ", ".join(parts)
 
 

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Open every page of the built book in headless Chromium and check it.
+
+For each page of the built table of contents (``<build>/site-src/_toc.yml``,
+i.e. the pages that were actually rendered) this loads
+``<build>/html/<page>.html`` with ``chromium --headless --dump-dom`` and checks:
+
+* the page loads and has a ``<title>`` and an ``<h1>``;
+* a page whose executed notebook has image outputs shows at least as many
+  ``<img>``/``<svg>`` in its cell outputs, and every local image file exists;
+* no output cell is an error or stderr stream (``.output.traceback``,
+  ``.output.error``, ``.output.stderr``) and no output contains a Python
+  traceback.
+
+Usage::
+
+    python scripts/check_pages.py                      # <build> = $LAPERM_BUILD_DIR or _build
+    python scripts/check_pages.py --build-dir /tmp/b --screenshots /tmp/shots
+
+Exit codes: 0 all pages pass, 1 some page fails, 3 Chromium not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
+]
+IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+HIDDEN_TAGS = {"remove-cell", "remove-output"}
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*-{20,}\s*$\n^\w+(Error|Exception)",
+                       re.M)
+
+
+def find_chromium(explicit: str | None = None) -> str | None:
+    for candidate in (explicit, os.environ.get("CHROMIUM"), "/usr/bin/chromium",
+                      shutil.which("chromium"), shutil.which("chromium-browser"),
+                      shutil.which("google-chrome")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def toc_pages(toc: Path) -> list[str]:
+    import yaml
+
+    out: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if isinstance(node.get(key), str):
+                    out.append(re.sub(r"\.(ipynb|md)$", "", node[key]))
+            for value in node.values():
+                if isinstance(value, (list, dict)):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(yaml.safe_load(toc.read_text()))
+    return out
+
+
+def expected_images(notebook: Path) -> int:
+    """Number of image outputs a rendered notebook page must show."""
+    if not notebook.is_file():
+        return 0
+    nb = json.loads(notebook.read_text())
+    count = 0
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        if HIDDEN_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+            continue
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if any(m in data for m in IMAGE_MIMES):
+                count += 1
+    return count
+
+
+def dump_dom(chromium: str, page: Path, user_data: Path, timeout: float,
+             screenshot: Path | None = None) -> str:
+    url = page.resolve().as_uri()
+    cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={user_data}",
+           "--virtual-time-budget=3000", "--dump-dom", url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"chromium exit code {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    if screenshot is not None:
+        subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={user_data}",
+                        "--window-size=1280,2000", f"--screenshot={screenshot}", url],
+                       capture_output=True, timeout=timeout)
+    return proc.stdout
+
+
+def check_dom(dom: str, page: Path, n_images: int) -> list[str]:
+    """Problems found in one page's DOM (empty list: the page passes)."""
+    from bs4 import BeautifulSoup
+
+    problems = []
+    soup = BeautifulSoup(dom, "html.parser")
+    title = soup.title.get_text(strip=True) if soup.title else ""
+    if not title:
+        problems.append("no <title>")
+    if not soup.find("h1"):
+        problems.append("no <h1>")
+    if not soup.find(class_="bd-article") and not soup.find("main"):
+        problems.append("no article body (the page did not load?)")
+    outputs = soup.select(".cell_output")
+    bad = soup.select(".output.traceback, .output.error, .output.stderr, div.stderr")
+    if bad:
+        problems.append(f"{len(bad)} error/stderr output(s): {bad[0].get_text(' ', strip=True)[:120]!r}")
+    for out in outputs:
+        text = out.get_text("\n")
+        if TRACEBACK.search(text):
+            problems.append(f"traceback in an output: {text.strip()[:120]!r}")
+            break
+    images = [img for out in outputs for img in out.find_all(["img", "svg", "canvas"])]
+    if len(images) < n_images:
+        problems.append(f"{len(images)} image(s) in outputs, the notebook has {n_images}")
+    for img in images:
+        src = img.get("src") if img.name == "img" else None
+        if src and not src.startswith(("data:", "http:", "https:")):
+            target = (page.parent / unquote(urlparse(src).path)).resolve()
+            if not target.is_file():
+                problems.append(f"missing image file {src}")
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--build-dir", type=Path,
+                        default=Path(os.environ.get("LAPERM_BUILD_DIR", ROOT / "_build")))
+    parser.add_argument("--chromium", help="the browser binary (default: /usr/bin/chromium)")
+    parser.add_argument("--screenshots", type=Path, help="also save a PNG of every page here")
+    parser.add_argument("--timeout", type=float, default=90, help="seconds per page")
+    args = parser.parse_args(argv)
+
+    chromium = find_chromium(args.chromium)
+    if chromium is None:
+        print("check_pages: chromium not found (install the Debian package `chromium`)",
+              file=sys.stderr)
+        return 3
+    build = args.build_dir.resolve()
+    html, staged = build / "html", build / "site-src"
+    toc = staged / "_toc.yml"
+    if not (html / "index.html").is_file() or not toc.is_file():
+        print(f"check_pages: no built book in {build} (run `laperm book` first)", file=sys.stderr)
+        return 1
+    if args.screenshots:
+        args.screenshots.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="laperm-chromium-") as user_data:
+        for entry in toc_pages(toc):
+            page = html / f"{entry}.html"
+            n_images = expected_images(staged / f"{entry}.ipynb")
+            if not page.is_file():
+                problems = [f"{page} was not built"]
+            else:
+                shot = (args.screenshots / f"{Path(entry).name}.png") if args.screenshots else None
+                try:
+                    problems = check_dom(dump_dom(chromium, page, Path(user_data), args.timeout,
+                                                  shot), page, n_images)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    problems = [f"could not load: {exc}"]
+            status = "ok" if not problems else "FAIL"
+            failures += bool(problems)
+            print(f"{status:<4}  {entry}  ({n_images} figure(s) expected)")
+            for problem in problems:
+                print(f"        - {problem}")
+    print(f"check_pages: {failures} page(s) failed" if failures else "check_pages: all pages ok")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
