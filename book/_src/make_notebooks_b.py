@@ -368,7 +368,12 @@ with k = 1200 after 45 epochs on the full training set.
         code(r'''
 plot_curves(runs, paper_lines={"paper (Conv7, k=1200, 45 epochs)": PAPER_ACCURACY["conv7"]})
 '''),
-        md(CURVES_MD),
+        md(CURVES_MD + r"""
+With k = 1200 at reduced scale an epoch can end before the first sync (the `cpu` profile's
+first epoch has 825 steps): that point measures plain Adam training projected once onto the
+permutations of $\theta_0$, the operation Section 3 of the paper applies to a trained
+network. The k = 20 run has been pulled back to a permutation every 20 steps all along.
+"""),
         md(r"""
 ## Is the LaPerm network really a permutation of $\theta_0$?
 
@@ -614,7 +619,12 @@ plt.show()
         code(r'''
 plot_curves(runs)
 '''),
-        md(CURVES_MD),
+        md(CURVES_MD + r"""
+With a large k the per-epoch points zig-zag: an epoch that ends shortly after a sync is
+judged on weights Adam has barely moved away from a permutation, one that ends long after a
+sync on the projection of weights that have drifted far. The next section shows this step by
+step.
+"""),
         md(r"""
 ## The saw-tooth
 
@@ -625,6 +635,8 @@ every training step, the accuracy on a fixed probe set for the inner weights and
 are the same network.
 """),
         code(r'''
+import keras
+
 from laperm import LaPerm, data, models
 
 (x_train, y_train), _ = data.load("mnist")
@@ -866,6 +878,8 @@ that the number of zeros is unchanged, and measure
   i.e. that were moved elsewhere (`profiles.moved_connections`; undefined for p = 0).
 """),
         code(r'''
+import keras
+
 from laperm import LaPerm, profiles
 
 layer_rows = []
@@ -1008,6 +1022,8 @@ LaPerm), then list the distinct values and the number of non-zeros of every kern
 assert that every LaPerm kernel holds exactly {0, v} with its initial number of non-zeros.
 """),
         code(r'''
+import keras
+
 from laperm import pruning
 
 value_rows, trained_models, initial_models = [], {}, {}
