@@ -302,12 +302,9 @@ class LaPerm(keras.optimizers.Optimizer):
         self.inner_optimizer.apply(grads, list(trainable_variables))
         self._after_inner_step()
 
-    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
-        # The base implementation maps `self.variables` (own + inner) and the
-        # model variables into a StatelessScope and calls `self.apply`.
-        return super().stateless_apply(
-            optimizer_variables, grads, trainable_variables
-        )
+    # `stateless_apply` (JAX) is the base class's: it maps `self.variables`
+    # (own + inner) and the model variables into a StatelessScope and calls
+    # `self.apply`, whose sync returns values through `ops.cond`.
 
     def _current_period(self):
         if isinstance(self._sync_period_value, SyncPeriodSchedule):
