@@ -90,6 +90,28 @@ class Section:
         """Add a line to the status record (e.g. a run's scale label)."""
         self.scale_notes.append(text)
 
+    def run_all(self, configs: dict) -> dict:
+        """Train (or reload, when finished before) every experiment config.
+
+        Args:
+            configs: ``{label: ExperimentConfig}``.
+
+        Returns:
+            ``{label: (history, result)}`` from :func:`laperm.experiment.run`;
+            prints one line per run and notes each run's scale.
+        """
+        from laperm import experiment
+
+        runs = {}
+        for label, cfg in configs.items():
+            self.note_scale(f"{cfg.name}: {cfg.scale_label}")
+            runs[label] = experiment.run(cfg, self.run_dir(f"{cfg.name}-{cfg.hash}"),
+                                         progress=False)
+            result = runs[label][1]
+            print(f"{label}: {cfg.scale_label}; test accuracy at the best validation epoch "
+                  f"{result['test_accuracy_at_best_val']:.4f}; {result['wall_time_s']:.0f} s")
+        return runs
+
 
 def setup(section: str, profile: str, profiles: dict[str, dict], overrides: dict[str, Any],
           show_banner: bool = True) -> Section:
@@ -188,3 +210,84 @@ def load_status() -> list[dict]:
     if not path.is_dir():
         return []
     return [json.loads(p.read_text()) for p in sorted(path.glob("*.json"))]
+
+
+_PERCENT_COLUMNS = ("best val acc", "test acc at best val", "final test acc",
+                    "best test acc, any epoch", "paper")
+
+
+def show_table(df) -> None:
+    """Display a :func:`laperm.records.results_table` with percentages."""
+    from IPython.display import display
+
+    fmt = {c: "{:.2%}" for c in _PERCENT_COLUMNS}
+    fmt.update({"p": "{:.0%}", "k": "{:.0f}", "syncs": "{:.0f}", "wall time (s)": "{:.0f}"})
+    display(df.style.format({k: v for k, v in fmt.items() if k in df.columns}, na_rep="—"))
+
+
+def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
+    """Show the committed records of long runs: a table, a seed summary, curves.
+
+    The "paper scale" part of a Section 5 page: runs made with
+    ``python -m laperm.reproduce`` and committed under ``results/``, shown with
+    their scale, seed, hardware and date.
+
+    Args:
+        names: experiment names (e.g. ``["conv7", "conv7_k20"]``); their Adam
+            baselines are found too.
+        paper_names: ``{experiment: key of PAPER_ACCURACY}`` where they differ.
+        root: the records' folder (default :func:`results_dir`).
+
+    Returns:
+        ``{folder name: (history, result)}`` of the records shown.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    from laperm import records, viz
+    from laperm.experiment import PAPER_ACCURACY
+
+    found = records.stored_runs(names, root or results_dir())
+    if not found:
+        display(Markdown(
+            "No finished record of these experiments (" + ", ".join(f"`{n}`" for n in names)
+            + ") is committed under `results/` yet, so this page only shows the runs "
+            "executed above."))
+        return found
+    paper_names = paper_names or {}
+    paper_of = {folder: paper_names.get(r["name"], r["name"]) for folder, (_, r) in found.items()}
+    table = records.results_table(found, paper_of)
+    results = [r for _, r in found.values()]
+    table.insert(1, "seed", [r["config"]["seed"] for r in results])
+    table["hardware"] = [f"{(r.get('hardware') or {}).get('accelerator', '?')}, "
+                         f"{(r.get('hardware') or {}).get('cpu_count', '?')} CPU cores"
+                         for r in results]
+    table["date"] = [str(r.get("date", "?"))[:10] for r in results]
+    show_table(table)
+    # Several seeds of one experiment: mean and standard deviation.
+    table["experiment"] = [r["name"].removesuffix("_adam") for r in results]
+    groups = table.groupby(["experiment", "optimizer", "scale"], sort=False)
+    if groups.size().max() > 1:
+        summary = groups["test acc at best val"].agg(["count", "mean", "std"])
+        summary.columns = ["seeds", "test acc at best val: mean", "sd"]
+        summary["paper"] = groups["paper"].first()
+        display(summary.style.format({"test acc at best val: mean": "{:.2%}", "sd": "{:.2%}",
+                                      "paper": "{:.2%}"}, na_rep="—"))
+    # Curves: the seeds of one experiment and optimizer are averaged (band: sd).
+    curves: dict = {}
+    for history, result in found.values():
+        if history is not None:
+            label = (f"{result['name'].removesuffix('_adam')} "
+                     f"{'LaPerm' if result['optimizer'] == 'laperm' else 'Adam'}")
+            curves.setdefault(label, []).append(history)
+    if curves:
+        import pandas as pd
+
+        paper_lines = {f"paper ({key})": PAPER_ACCURACY[key]
+                       for folder, key in paper_of.items()
+                       if key in PAPER_ACCURACY and found[folder][1]["optimizer"] == "laperm"}
+        viz.plot_run_curves({label: pd.concat(h, ignore_index=True) for label, h in curves.items()},
+                            paper_lines=paper_lines,
+                            suptitle="stored runs (several seeds: mean, band = standard deviation)")
+        plt.show()
+    return found

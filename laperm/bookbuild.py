@@ -132,8 +132,8 @@ def _load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
-def toc_files(project: Project) -> list[str]:
-    """The ``file``/``root`` entries of ``_toc.yml`` in reading order (no suffix)."""
+def toc_entries(toc_path: str | os.PathLike) -> list[str]:
+    """The ``file``/``root`` entries of a ``_toc.yml`` in reading order (no suffix)."""
     out: list[str] = []
 
     def walk(node):
@@ -141,15 +141,20 @@ def toc_files(project: Project) -> list[str]:
             for key in ("root", "file"):
                 if isinstance(node.get(key), str):
                     out.append(re.sub(r"\.(ipynb|md)$", "", node[key]))
-            for key, value in node.items():
+            for value in node.values():
                 if isinstance(value, (list, dict)):
                     walk(value)
         elif isinstance(node, list):
             for item in node:
                 walk(item)
 
-    walk(_load_yaml(project.toc_path) or {})
+    walk(_load_yaml(Path(toc_path)) or {})
     return out
+
+
+def toc_files(project: Project) -> list[str]:
+    """The entries of the project's ``_toc.yml`` in reading order (no suffix)."""
+    return toc_entries(project.toc_path)
 
 
 def sections(project: Project) -> list[str]:

@@ -128,29 +128,8 @@ def _cmd_run(project, args) -> int:
     return 1 if any(o.status == "FAILED" for o in outcomes) else 0
 
 
-def _cmd_book(project, args) -> int:
-    from laperm.bookbuild import SectionFailed, build_html, plan, summary_table
-
-    plans = plan(project, args.sections, args.profile)
-    outcomes = _execute(project, plans, args)
-    print("\n" + summary_table(outcomes))
-    failed = [o.section for o in outcomes if o.status == "FAILED"]
-    if failed:
-        print(f"[laperm] {len(failed)} section(s) failed: {', '.join(failed)}; the HTML was not "
-              "built (the other sections' executed notebooks are kept)", file=sys.stderr)
-        return 1
-    if args.no_build:
-        return 0
-    try:
-        index = build_html(project)
-    except SectionFailed as exc:
-        print(f"[laperm] {exc}", file=sys.stderr)
-        return 1
-    print(f"[laperm] the book: {index}")
-    return 0
-
-
-def _cmd_build(project, args) -> int:
+def _build_and_report(project) -> int:
+    """Render the HTML strictly and print where it is (0), or the error (1)."""
     from laperm.bookbuild import SectionFailed, build_html
 
     try:
@@ -160,6 +139,24 @@ def _cmd_build(project, args) -> int:
         return 1
     print(f"[laperm] the book: {index}")
     return 0
+
+
+def _cmd_book(project, args) -> int:
+    from laperm.bookbuild import plan, summary_table
+
+    plans = plan(project, args.sections, args.profile)
+    outcomes = _execute(project, plans, args)
+    print("\n" + summary_table(outcomes))
+    failed = [o.section for o in outcomes if o.status == "FAILED"]
+    if failed:
+        print(f"[laperm] {len(failed)} section(s) failed: {', '.join(failed)}; the HTML was not "
+              "built (the other sections' executed notebooks are kept)", file=sys.stderr)
+        return 1
+    return 0 if args.no_build else _build_and_report(project)
+
+
+def _cmd_build(project, args) -> int:
+    return _build_and_report(project)
 
 
 def _title(path) -> str:

@@ -108,6 +108,9 @@ def export(run_dir, name: str, directory=None) -> dict:
     tmp = target_dir / f"{name}.tmp.weights.h5"
     model.save_weights(tmp)
     os.replace(tmp, target_dir / file)
+    from laperm.records import run_settings
+
+    settings = run_settings(result)
     entry = {
         "file": file,
         "model": cfg["model"],
@@ -115,12 +118,8 @@ def export(run_dir, name: str, directory=None) -> dict:
         "optimizer": result["optimizer"],
         "config": cfg,
         "config_hash": result["config_hash"],
-        "k": cfg["sync_period"] if result["optimizer"] == "laperm" else None,
-        "p": None if cfg.get("prune_keep") is None else round(1 - cfg["prune_keep"], 4),
-        "seed": cfg["seed"],
-        "epochs_run": result["scale"]["epochs_run"],
-        "epochs_planned": result["scale"]["paper_epochs"],
-        "scale": result["scale"]["label"],
+        **{key: settings[key] for key in ("k", "p", "seed", "epochs_run", "scale")},
+        "epochs_planned": settings["paper_epochs"],
         "best_epoch": result["best_epoch"],
         "val_accuracy": result["best_val_accuracy"],
         "test_accuracy": result["test_accuracy_at_best_val"],

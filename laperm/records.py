@@ -27,6 +27,33 @@ def iter_runs(root):
             continue
 
 
+def run_settings(result: dict) -> dict:
+    """The settings that tell runs of one experiment apart, from a result record.
+
+    Returns:
+        ``{"experiment", "model", "optimizer", "k", "p", "seed", "scale",
+        "is_reduced", "epochs_run", "paper_epochs", "train_fraction"}``: ``k`` is
+        the sync period (None for a plain-optimizer run), ``p`` the share of
+        weights pruned at random (0.0 when unpruned, Section 5.4).
+    """
+    cfg = result["config"]
+    keep = cfg.get("prune_keep")
+    scale = result["scale"]
+    return {
+        "experiment": cfg["name"].removesuffix("_adam"),
+        "model": cfg["model"],
+        "optimizer": result["optimizer"],
+        "k": cfg["sync_period"] if result["optimizer"] == "laperm" else None,
+        "p": 0.0 if keep is None else round(1 - keep, 4),
+        "seed": cfg["seed"],
+        "scale": scale["label"],
+        "is_reduced": scale["is_reduced"],
+        "epochs_run": scale["epochs_run"],
+        "paper_epochs": scale["paper_epochs"],
+        "train_fraction": scale["train_fraction"],
+    }
+
+
 def load_records(root) -> pd.DataFrame:
     """One row per finished run below ``root``.
 
@@ -37,20 +64,9 @@ def load_records(root) -> pd.DataFrame:
     """
     rows = []
     for folder, r in iter_runs(root):
-        cfg = r["config"]
         rows.append({
             "run": folder.name,
-            "experiment": cfg["name"].removesuffix("_adam"),
-            "model": cfg["model"],
-            "optimizer": r["optimizer"],
-            "k": cfg["sync_period"] if r["optimizer"] == "laperm" else None,
-            "p": 0.0 if cfg.get("prune_keep") is None else round(1 - cfg["prune_keep"], 4),
-            "seed": cfg["seed"],
-            "scale": r["scale"]["label"],
-            "is_reduced": r["scale"]["is_reduced"],
-            "epochs_run": r["scale"]["epochs_run"],
-            "paper_epochs": r["scale"]["paper_epochs"],
-            "train_fraction": r["scale"]["train_fraction"],
+            **run_settings(r),
             "best_epoch": r["best_epoch"],
             "best_val_accuracy": r["best_val_accuracy"],
             "test_accuracy_at_best_val": r["test_accuracy_at_best_val"],
@@ -135,3 +151,85 @@ def hazard_table(root) -> pd.DataFrame:
             row["final_unsynced_test"] = float(h["test_accuracy_unsynced"].iloc[-1])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def zero_fraction(result: dict) -> float:
+    """The share of kernel entries that are zero at initialisation (``p``, Section 5.4).
+
+    Read from the run's initialisation tables (random pruning or shared-value
+    masks); 0.0 for a dense run.
+    """
+    for key in ("pruning", "shared_value"):
+        rows = (result.get("init_tables") or {}).get(key)
+        if rows:
+            t = pd.DataFrame(rows)
+            return float(1 - t["nonzero"].sum() / t["size"].sum())
+    return 0.0
+
+
+def stored_runs(experiments, root) -> dict:
+    """Finished records of these experiments below ``root`` (e.g. ``results/``).
+
+    Both layouts are found: ``<root>/<experiment>/`` and
+    ``<root>/<experiment>_<optimizer>_s<seed>/`` (written by
+    ``python -m laperm.reproduce``).  A folder only counts for the experiment
+    its config names, so ``conv7_k20_*`` is not a ``conv7`` run.
+
+    Returns:
+        ``{folder name: (history DataFrame or None, result dict)}``.
+    """
+    root = Path(root)
+    found = {}
+    for name in experiments:
+        for folder in [root / name] + sorted(root.glob(f"{name}_*_s*")):
+            if folder.name in found or not (folder / "result.json").exists():
+                continue
+            result = json.loads((folder / "result.json").read_text())
+            if result["config"]["name"].removesuffix("_adam") != name.removesuffix("_adam"):
+                continue
+            history = (pd.read_csv(folder / "history.csv")
+                       if (folder / "history.csv").exists() else None)
+            found[folder.name] = (history, result)
+    return found
+
+
+def results_table(runs: dict, paper_names: dict | None = None) -> pd.DataFrame:
+    """One row per run: settings, accuracies, the paper's number, wall time.
+
+    Args:
+        runs: ``{label: (history DataFrame or None, result dict)}``, as returned
+            by :func:`laperm.experiment.run` or :func:`stored_runs`.
+        paper_names: ``{label: key of PAPER_ACCURACY}`` where the run's
+            experiment name is not the key (e.g. ``conv7_k20`` -> ``conv7``).
+
+    Returns:
+        A DataFrame indexed by label.  ``paper`` is filled for LaPerm runs only
+        (the paper's table has no Adam numbers).
+    """
+    from laperm.experiment import PAPER_ACCURACY
+
+    paper_names = paper_names or {}
+    rows = []
+    for label, (history, result) in runs.items():
+        cfg, scale = result["config"], result["scale"]
+        is_laperm = result["optimizer"] == "laperm"
+        steps_per_epoch = -(-scale["n_train"] // cfg["batch_size"])
+        rows.append({
+            "run": label,
+            "optimizer": "LaPerm (inner Adam)" if is_laperm else "Adam",
+            "k": cfg["sync_period"] if is_laperm else np.nan,
+            "syncs": (history["sync_count"].iloc[-1]
+                      if is_laperm and history is not None and "sync_count" in history
+                      else np.nan),
+            "p": zero_fraction(result),
+            "scale": scale["label"],
+            "steps": steps_per_epoch * scale["epochs_run"],
+            "best val acc": result["best_val_accuracy"],
+            "test acc at best val": result["test_accuracy_at_best_val"],
+            "final test acc": result["final_test_accuracy"],
+            "best test acc, any epoch": result.get("best_test_accuracy_any_epoch"),
+            "paper": (PAPER_ACCURACY.get(paper_names.get(label, result["name"]), np.nan)
+                      if is_laperm else np.nan),
+            "wall time (s)": result.get("wall_time_s"),
+        })
+    return pd.DataFrame(rows).set_index("run")

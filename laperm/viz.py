@@ -740,3 +740,45 @@ def plot_sawtooth(
     if hue is not None or (xs is not None and len(xs)):
         ax.legend(loc="best")
     return ax
+
+
+def plot_run_curves(
+    histories: dict[str, pd.DataFrame],
+    paper_lines: dict[str, float] | None = None,
+    suptitle: str | None = None,
+):
+    """Validation (left) and test (right) accuracy per epoch of several runs (Section 5).
+
+    Args:
+        histories: ``{label: history DataFrame}`` with ``epoch``,
+            ``val_accuracy`` and ``test_accuracy`` columns; several seeds of a
+            label may be concatenated (mean, band = standard deviation).
+        paper_lines: ``{label: accuracy}`` drawn dashed on the test panel.
+        suptitle: the figure's title.
+
+    Returns:
+        The Figure.
+    """
+    hist = pd.concat([h.assign(run=label) for label, h in histories.items() if h is not None],
+                     ignore_index=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    plot_training_curves(hist, y="val_accuracy", hue="run", ax=axes[0], marker="o",
+                         title="validation accuracy (held out of the training set)")
+    plot_training_curves(hist, y="test_accuracy", hue="run", ax=axes[1], marker="o",
+                         title="test accuracy")
+    for i, (label, value) in enumerate((paper_lines or {}).items()):
+        axes[1].axhline(value, ls="--", lw=1, color=f"C{len(histories) + i}", label=label)
+    epochs = sorted(hist["epoch"].unique())
+    for ax in axes:
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.set_ylabel("accuracy")
+    if axes[0].get_legend() is not None:
+        axes[0].get_legend().remove()
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig

@@ -33,6 +33,8 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from laperm.bookbuild import toc_entries
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -52,27 +54,6 @@ def find_chromium(explicit: str | None = None) -> str | None:
         if candidate and Path(candidate).is_file():
             return candidate
     return None
-
-
-def toc_pages(toc: Path) -> list[str]:
-    import yaml
-
-    out: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            for key in ("root", "file"):
-                if isinstance(node.get(key), str):
-                    out.append(re.sub(r"\.(ipynb|md)$", "", node[key]))
-            for value in node.values():
-                if isinstance(value, (list, dict)):
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(yaml.safe_load(toc.read_text()))
-    return out
 
 
 def expected_images(notebook: Path) -> int:
@@ -166,7 +147,7 @@ def main(argv=None) -> int:
         args.screenshots.mkdir(parents=True, exist_ok=True)
     failures = 0
     with tempfile.TemporaryDirectory(prefix="laperm-chromium-") as user_data:
-        for entry in toc_pages(toc):
+        for entry in toc_entries(toc):
             page = html / f"{entry}.html"
             n_images = expected_images(staged / f"{entry}.ipynb")
             if not page.is_file():

@@ -42,3 +42,31 @@ def test_hazard_table(runs_root):
 def test_empty_root(tmp_path):
     assert records.load_records(tmp_path / "none").empty
     assert records.hazard_table(tmp_path).empty
+
+
+def test_run_settings_and_stored_runs(runs_root, tmp_path):
+    found = records.stored_runs(["f1"], runs_root)
+    assert sorted(found) == ["f1_adam_s1", "f1_laperm_s0", "f1_laperm_s1"]
+    history, result = found["f1_laperm_s0"]
+    assert len(history) == 2
+    s = records.run_settings(result)
+    assert (s["experiment"], s["optimizer"], s["k"], s["p"], s["seed"]) == ("f1", "laperm", 7, 0.0, 0)
+    assert s["is_reduced"] and s["scale"].startswith("reduced")
+    assert records.run_settings(found["f1_adam_s1"][1])["k"] is None
+    # A folder whose config names another experiment is not taken for this one.
+    assert records.stored_runs(["f1_k"], runs_root) == {}
+    assert records.stored_runs(["f1"], tmp_path / "missing") == {}
+
+
+def test_results_table_and_zero_fraction(runs_root):
+    found = records.stored_runs(["f1"], runs_root)
+    table = records.results_table(found)
+    assert list(table.index) == list(found)
+    lp = table.loc["f1_laperm_s0"]
+    assert lp["k"] == 7 and lp["syncs"] > 0 and lp["paper"] == pytest.approx(0.8546)
+    adam = table.loc["f1_adam_s1"]
+    assert adam["optimizer"] == "Adam" and adam["paper"] != adam["paper"]  # NaN for Adam
+    # F1's shared-value init keeps 60% of the weights: p is measured, about 0.4.
+    assert lp["p"] == pytest.approx(records.zero_fraction(found["f1_laperm_s0"][1]))
+    assert 0.3 < lp["p"] < 0.5
+    assert records.zero_fraction({"init_tables": {}}) == 0.0

@@ -207,3 +207,16 @@ def test_plot_sawtooth(rng):
     out = viz.plot_sawtooth(two, sync_steps=[20, 40], ax=ax3)
     assert out is ax3 and len(ax3.lines) == 2
     assert len(ax3.collections[0].get_segments()) == 2
+
+
+def test_plot_run_curves(rng):
+    def history(offset):
+        return pd.DataFrame({"epoch": [1, 2, 3], "val_accuracy": offset + rng.random(3) / 10,
+                             "test_accuracy": offset + rng.random(3) / 10})
+
+    fig = viz.plot_run_curves({"a": pd.concat([history(0.5), history(0.5)]), "b": history(0.8)},
+                              paper_lines={"paper": 0.9}, suptitle="t")
+    left, right = fig.axes[:2]
+    assert [t.get_text() for t in right.get_legend().get_texts()][-1] == "paper"
+    assert left.get_legend() is None and fig._suptitle.get_text() == "t"
+    plt.close(fig)

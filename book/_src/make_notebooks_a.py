@@ -15,69 +15,8 @@ book's contract: a ``parameters`` cell (``profile = "cpu"``, every other knob
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-BOOK = Path(__file__).resolve().parents[1]
-
-
-def md(text: str):
-    return new_markdown_cell(text.strip("\n"))
-
-
-def code(src: str, *tags: str):
-    cell = new_code_cell(src.strip("\n"))
-    if tags:
-        cell.metadata["tags"] = list(tags)
-    return cell
-
-
-def params(*names: str, extra: str = ""):
-    lines = ['profile = "cpu"  # "smoke", "cpu" or "paper"']
-    lines += [f"{n} = None" for n in names]
-    if extra:
-        lines.append(extra)
-    return code("\n".join(lines), "parameters")
-
-
-def setup_cell(section: str, profiles: str, names: tuple[str, ...]):
-    overrides = ",\n".join(f"    {n}={n}" for n in names)
-    return code(
-        f"PROFILES = {profiles.strip()}\n\n"
-        "from laperm import book\n"
-        f'sec = book.setup("{section}", profile, PROFILES, dict(\n{overrides},\n))'
-    )
-
-
-QUIET = r'''
-# Start TensorFlow quietly; this cell is not shown in the book.
-import os
-import warnings
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-try:
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("ERROR")
-except ImportError:
-    pass
-import keras
-'''
-
-
-def notebook(cells) -> nbformat.NotebookNode:
-    """Assemble a notebook; a hidden start-up cell goes right after the parameters cell."""
-    cells = list(cells)
-    at = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
-    cells.insert(at + 1, code(QUIET, "remove-cell"))
-    for i, cell in enumerate(cells):
-        cell.id = f"cell-{i:02d}"      # stable ids: regenerating gives no spurious diffs
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+from nbtools import code, md, notebook, params, setup_cell, write_notebooks
 
 
 # Shared snippet: where the authors' checkpoints are.
@@ -1329,19 +1268,16 @@ if loaded:
     return notebook(cells)
 
 
+NOTEBOOKS = {
+    "02_weight_profiles": nb02,
+    "03_locations_vs_values": nb03,
+    "04_laperm": nb04,
+    "06_published_checkpoints": nb06,
+}
+
+
 def main(argv=None) -> int:
-    out = {
-        "02_weight_profiles.ipynb": nb02(),
-        "03_locations_vs_values.ipynb": nb03(),
-        "04_laperm.ipynb": nb04(),
-        "06_published_checkpoints.ipynb": nb06(),
-    }
-    for name, nb in out.items():
-        nbformat.validate(nb)
-        path = BOOK / name
-        nbformat.write(nb, path)
-        print(f"wrote {path.relative_to(BOOK.parent)}")
-    return 0
+    return write_notebooks(NOTEBOOKS, argv or None)
 
 
 if __name__ == "__main__":

@@ -17,240 +17,31 @@ table and ``book.setup(...)``, training through
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbtools import code, md, notebook as _notebook, params, setup_cell, write_notebooks
 
-BOOK = Path(__file__).resolve().parents[1]
-
-
-# ---------------------------------------------------------------------------
-# Cell helpers
-# ---------------------------------------------------------------------------
-
-
-def md(text: str):
-    return new_markdown_cell(text.strip("\n"))
-
-
-def code(src: str, *tags: str):
-    cell = new_code_cell(src.strip("\n"))
-    if tags:
-        cell.metadata["tags"] = list(tags)
-    return cell
-
-
-def params(*names: str):
-    lines = ['profile = "cpu"  # "smoke", "cpu" or "paper"']
-    lines += [f"{n} = None" for n in names]
-    return code("\n".join(lines), "parameters")
-
-
-def setup_cell(section: str, profiles: str, names: tuple[str, ...]):
-    overrides = ", ".join(f"{n}={n}" for n in names)
-    return code(
-        f"PROFILES = {profiles.strip()}\n\n"
-        "from laperm import book\n"
-        f'sec = book.setup("{section}", profile, PROFILES, dict({overrides}))'
-    )
-
-
-QUIET = r'''
-# Start TensorFlow quietly; this cell is not shown in the book.
-import os
-import warnings
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-warnings.filterwarnings("ignore", category=UserWarning)
-try:
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("ERROR")
-except ImportError:
-    pass
-import keras
-'''
-
-# Shared by every page of Section 5: the results table, the curves and the
-# committed paper-scale records.  Shown collapsed ("hide-input").
+# Shown collapsed after the setup cell of every Section 5 page: the tables,
+# curves and committed records come from the package (laperm.records,
+# laperm.viz, laperm.book).
 HELPERS = r'''
-# Helpers of the Section 5 pages: a results table, training curves, and the
-# committed records of long runs under results/.
-import json
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
 from laperm import experiment, viz
+from laperm.book import show_stored_runs, show_table
 from laperm.experiment import PAPER_ACCURACY, paper_config
+from laperm.records import results_table
 
 viz.set_style()
-
-
-def zero_fraction(result):
-    """p: share of kernel entries that are zero at initialisation."""
-    for key in ("pruning", "shared_value"):
-        rows = (result.get("init_tables") or {}).get(key)
-        if rows:
-            t = pd.DataFrame(rows)
-            return 1 - t["nonzero"].sum() / t["size"].sum()
-    return 0.0
-
-
-def results_table(runs, paper_names=None):
-    """One row per run: settings, our accuracies, the paper's number, wall time.
-
-    runs: {label: (history DataFrame, result dict)} as returned by experiment.run.
-    paper_names: {label: key of PAPER_ACCURACY} where the run's name is not the key.
-    """
-    paper_names = paper_names or {}
-    rows = []
-    for label, (history, result) in runs.items():
-        cfg, scale = result["config"], result["scale"]
-        is_laperm = result["optimizer"] == "laperm"
-        rows.append({
-            "run": label,
-            "optimizer": "LaPerm (inner Adam)" if is_laperm else "Adam",
-            "k": cfg["sync_period"] if is_laperm else np.nan,
-            "syncs": (history["sync_count"].iloc[-1]
-                      if is_laperm and history is not None else np.nan),
-            "p": zero_fraction(result),
-            "scale": scale["label"],
-            "steps": math.ceil(scale["n_train"] / cfg["batch_size"]) * scale["epochs_run"],
-            "best val acc": result["best_val_accuracy"],
-            "test acc at best val": result["test_accuracy_at_best_val"],
-            "final test acc": result["final_test_accuracy"],
-            "best test acc, any epoch": result["best_test_accuracy_any_epoch"],
-            "paper": (PAPER_ACCURACY.get(paper_names.get(label, result["name"]), np.nan)
-                      if is_laperm else np.nan),
-            "wall time (s)": result["wall_time_s"],
-        })
-    return pd.DataFrame(rows).set_index("run")
-
-
-def show_table(df):
-    """Display a results table with percentages."""
-    fmt = {c: "{:.2%}" for c in ("best val acc", "test acc at best val", "final test acc",
-                                 "best test acc, any epoch", "paper")}
-    fmt.update({"p": "{:.0%}", "k": "{:.0f}", "syncs": "{:.0f}", "wall time (s)": "{:.0f}"})
-    display(df.style.format({k: v for k, v in fmt.items() if k in df.columns}, na_rep="—"))
+run_all = sec.run_all  # train (or reload) {label: config}; one line per run
 
 
 def plot_curves(runs, paper_lines=None, suptitle=None):
-    """Validation and test accuracy per epoch of every run.
-
-    LaPerm runs are measured on synchronised weights (a permutation of theta_0).
-    paper_lines: {label: accuracy} drawn dashed on the test panel.
-    """
-    hist = pd.concat([h.assign(run=label) for label, (h, _) in runs.items() if h is not None],
-                     ignore_index=True)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
-    viz.plot_training_curves(hist, y="val_accuracy", hue="run", ax=axes[0], marker="o",
-                             title="validation accuracy (held out of the training set)")
-    viz.plot_training_curves(hist, y="test_accuracy", hue="run", ax=axes[1], marker="o",
-                             title="test accuracy")
-    for i, (label, value) in enumerate((paper_lines or {}).items()):
-        axes[1].axhline(value, ls="--", lw=1, color=f"C{len(runs) + i}", label=label)
-    epochs = sorted(hist["epoch"].unique())
-    for ax in axes:
-        if len(epochs) <= 12:
-            ax.set_xticks(epochs)
-        else:
-            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-        ax.set_ylabel("accuracy")
-    if axes[0].get_legend() is not None:
-        axes[0].get_legend().remove()
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
+    """Validation and test accuracy per epoch of {label: (history, result)}."""
+    viz.plot_run_curves({label: h for label, (h, _) in runs.items()}, paper_lines, suptitle)
     plt.show()
-
-
-def stored_runs(experiments):
-    """Finished committed records of these experiments under results/.
-
-    Accepts both layouts: results/<experiment>/ and results/<experiment>_<optimizer>_s<seed>/
-    (written by `python -m laperm.reproduce`).  Returns {folder name: (history, result)}.
-    """
-    root = book.results_dir()
-    found = {}
-    for name in experiments:
-        folders = [root / name] + sorted(root.glob(f"{name}_*_s*"))
-        for folder in folders:
-            if not (folder / "result.json").exists() or folder.name in found:
-                continue
-            result = json.loads((folder / "result.json").read_text())
-            if result["config"]["name"].removesuffix("_adam") != name.removesuffix("_adam"):
-                continue  # e.g. conv7_k20_* when looking for conv7
-            history = (pd.read_csv(folder / "history.csv")
-                       if (folder / "history.csv").exists() else None)
-            found[folder.name] = (history, result)
-    return found
-
-
-def show_stored_runs(names, paper_names=None):
-    """Table (with scale, seed, hardware, date) and curves of the committed records.
-
-    names: experiment names (config names, e.g. "conv7", "f1"; Adam runs are found too).
-    paper_names: {experiment name: key of PAPER_ACCURACY} where they differ.
-    """
-    found = stored_runs(names)
-    if not found:
-        display(Markdown(
-            "No finished record of these experiments (" + ", ".join(f"`{n}`" for n in names)
-            + ") is committed under `results/` yet, so this page only shows the runs "
-            "executed above."))
-        return found
-    paper_names = paper_names or {}
-    paper_of = {folder: paper_names.get(r["name"], r["name"]) for folder, (_, r) in found.items()}
-    table = results_table(found, paper_of)
-    table.insert(1, "seed", [r["config"]["seed"] for _, r in found.values()])
-    table["hardware"] = [
-        f"{r.get('hardware', {}).get('accelerator', '?')}, "
-        f"{r.get('hardware', {}).get('cpu_count', '?')} CPU cores" for _, r in found.values()]
-    table["date"] = [str(r.get("date", "?"))[:10] for _, r in found.values()]
-    show_table(table)
-    # Several seeds of one experiment: mean and standard deviation.
-    table["experiment"] = [r["name"].removesuffix("_adam") for _, r in found.values()]
-    groups = table.groupby(["experiment", "optimizer", "scale"], sort=False)
-    if groups.size().max() > 1:
-        summary = groups["test acc at best val"].agg(["count", "mean", "std"])
-        summary.columns = ["seeds", "test acc at best val: mean", "sd"]
-        summary["paper"] = groups["paper"].first()
-        display(summary.style.format({"test acc at best val: mean": "{:.2%}", "sd": "{:.2%}",
-                                      "paper": "{:.2%}"}, na_rep="—"))
-    # Curves: the seeds of one experiment and optimizer are averaged (band: sd).
-    curves = {}
-    for folder, (history, result) in found.items():
-        if history is not None:
-            label = (f"{result['name'].removesuffix('_adam')} "
-                     f"{'LaPerm' if result['optimizer'] == 'laperm' else 'Adam'}")
-            curves.setdefault(label, []).append(history)
-    if curves:
-        paper_lines = {f"paper ({key})": PAPER_ACCURACY[key]
-                       for folder, key in paper_of.items()
-                       if key in PAPER_ACCURACY and found[folder][1]["optimizer"] == "laperm"}
-        plot_curves({label: (pd.concat(h, ignore_index=True), None) for label, h in curves.items()},
-                    paper_lines=paper_lines,
-                    suptitle="stored runs (several seeds: mean, band = standard deviation)")
-    return found
-
-
-def run_all(configs):
-    """Train (or reload) every config; one line per run."""
-    runs = {}
-    for label, cfg in configs.items():
-        sec.note_scale(f"{cfg.name}: {cfg.scale_label}")
-        runs[label] = experiment.run(cfg, sec.run_dir(f"{cfg.name}-{cfg.hash}"), progress=False)
-        result = runs[label][1]
-        print(f"{label}: {cfg.scale_label}; test accuracy at the best validation epoch "
-              f"{result['test_accuracy_at_best_val']:.4f}; {result['wall_time_s']:.0f} s")
-    return runs
 '''
 
 CURVES_MD = """
@@ -269,17 +60,9 @@ training; *p* is the share of kernel weights that are zero at initialisation.
 """
 
 
-def notebook(cells) -> nbformat.NotebookNode:
-    """Assemble a notebook; hidden start-up and helper cells go after the setup cell."""
-    cells = list(cells)
-    at = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
-    cells.insert(at + 1, code(QUIET, "remove-cell"))
-    setup_at = next(i for i, c in enumerate(cells) if "book.setup(" in c.source)
-    cells.insert(setup_at + 1, code(HELPERS, "hide-input"))
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    return nb
+def notebook(cells):
+    """A Section 5 notebook: the shared helpers go right after the setup cell."""
+    return _notebook(cells, after_setup=code(HELPERS, "hide-input"))
 
 
 FINISH = code("book.finish(sec);", "remove-input")
@@ -1095,14 +878,7 @@ NOTEBOOKS = {
 
 
 def main(argv=None) -> int:
-    names = (argv if argv else None) or list(NOTEBOOKS)
-    for name in names:
-        nb = NOTEBOOKS[name]()
-        nbformat.validate(nb)
-        path = BOOK / f"{name}.ipynb"
-        nbformat.write(nb, path)
-        print(f"wrote {path.relative_to(BOOK.parent)}")
-    return 0
+    return write_notebooks(NOTEBOOKS, argv or None)
 
 
 if __name__ == "__main__":
