@@ -49,6 +49,21 @@ def results_dir() -> Path:
     return REPO_ROOT / "results"
 
 
+def reference_dir(explicit=None) -> Path | None:
+    """The authors' published checkpoints, if present (SPEC 7).
+
+    Looks at ``explicit``, then ``$LAPERM_REFERENCE_DIR``, then
+    ``../shared/reference/pretrained`` beside the repository; the first folder
+    holding ``.h5`` files wins.  None when there is none (pages then say where
+    to get the files).
+    """
+    for candidate in (explicit, os.environ.get("LAPERM_REFERENCE_DIR"),
+                      REPO_ROOT.parent / "shared" / "reference" / "pretrained"):
+        if candidate and Path(candidate).is_dir() and any(Path(candidate).glob("*.h5")):
+            return Path(candidate)
+    return None
+
+
 @dataclass
 class Section:
     """What :func:`setup` returns: the resolved parameters of one execution.

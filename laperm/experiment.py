@@ -89,6 +89,9 @@ class ExperimentConfig:
         first_layer_keep: the first layer keeps at least this much.
         shared_value: the value v of weight-agnostic nets (Section 5.5), or None.
         shared_keep: kept fraction(s) for ``shared_value`` (float or per layer).
+        shared_mask: how the shared-value mask is drawn: ``"bernoulli"`` (the
+            paper) or ``"per_unit"`` (every unit keeps the same number of
+            connections; :func:`laperm.pruning.shared_value`).
         validation_size: images held out of the training set to choose the best
             epoch (hazard 2).
         train_fraction: share of the remaining training set used (scale knob).
@@ -114,6 +117,7 @@ class ExperimentConfig:
     first_layer_keep: float = 0.8
     shared_value: float | None = None
     shared_keep: float | tuple | None = None
+    shared_mask: str = "bernoulli"
     validation_size: int = 5000
     train_fraction: float = 1.0
     seed: int = 0
@@ -131,6 +135,10 @@ class ExperimentConfig:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"Unknown lr_schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}."
+            )
+        if self.shared_mask not in ("bernoulli", "per_unit"):
+            raise ValueError(
+                f"shared_mask must be 'bernoulli' or 'per_unit'; received {self.shared_mask!r}."
             )
         if isinstance(self.shared_keep, list):
             object.__setattr__(self, "shared_keep", tuple(self.shared_keep))
@@ -165,6 +173,9 @@ class ExperimentConfig:
         """A short sha256 of the canonical JSON of the config (without notes)."""
         d = self.to_dict()
         d.pop("notes")
+        for name, default in _ADDED_LATER.items():  # older records keep their hash
+            if d.get(name) == default:
+                d.pop(name)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -181,6 +192,11 @@ class ExperimentConfig:
         if self.train_fraction < 1:
             parts.append(f"{100 * self.train_fraction:.2g}% of the training set")
         return "reduced: " + ", ".join(parts)
+
+
+#: Fields added after the first committed records, with their defaults: at
+#: the default they are left out of :attr:`ExperimentConfig.hash`.
+_ADDED_LATER = {"shared_mask": "bernoulli"}
 
 
 def _paper(name, **kw) -> ExperimentConfig:
@@ -217,6 +233,11 @@ EXPERIMENTS: dict[str, ExperimentConfig] = {
     "f1": _paper("f1", model="f1", paper_epochs=10, shared_value=0.08, shared_keep=0.6, **_FC),
     "f2": _paper("f2", model="f2", paper_epochs=25, shared_value=0.03,
                  shared_keep=(1 / 15, 1 / 7, 1 / 3), **_FC),
+    # Control (not in the paper): F2 with every unit keeping the same number
+    # of connections; the paper's Bernoulli mask leaves the output classes
+    # unequally connected, which LaPerm cannot change.
+    "f2_per_unit": _paper("f2_per_unit", model="f2", paper_epochs=25, shared_value=0.03,
+                          shared_keep=(1 / 15, 1 / 7, 1 / 3), shared_mask="per_unit", **_FC),
 }
 
 #: The paper's reported test accuracy per experiment (SPEC 3).
@@ -369,7 +390,8 @@ def build_model(config: ExperimentConfig):
         keep = config.shared_keep
         keep = list(keep) if isinstance(keep, tuple) else keep
         tables["shared_value"] = pruning.shared_value(
-            model, config.shared_value, keep if keep is not None else 1.0, seed=config.seed
+            model, config.shared_value, keep if keep is not None else 1.0, seed=config.seed,
+            mask=config.shared_mask,
         )
     return model, tables
 

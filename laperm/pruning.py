@@ -35,13 +35,16 @@ __all__ = [
     "PAPER_CHECKPOINT_NONZERO",
     "PAPER_PRUNE_KEEP",
     "PAPER_SHARED_VALUE",
+    "SHARED_MASKS",
     "h5_kernel_stats",
+    "h5_kernels",
     "kernel_stats",
     "kernel_variables",
     "keep_for_pruned_percent",
     "overall_kept_fraction",
     "random_prune",
     "shared_value",
+    "unit_connection_counts",
 ]
 
 #: Keep probability for each pruning percentage p of the paper's ResNet50 runs
@@ -264,13 +267,37 @@ def random_prune(model, keep, first_layer_keep: float | None = 0.8, seed: int = 
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def shared_value(model, value: float, keep, seed: int = 0) -> pd.DataFrame:
+SHARED_MASKS = ("bernoulli", "per_unit")
+
+
+def _per_unit_mask(shape: tuple, keep: float, rng: np.random.Generator) -> np.ndarray:
+    """A mask keeping exactly ``round(keep * fan_in)`` entries of every unit's vector.
+
+    A unit's vector is what LaPerm permutes: the kernel's entries with one
+    index on the last axis (:func:`laperm.ops.to_rows`).
+    """
+    length = int(np.prod(shape[:-1]))
+    n_keep = max(1, int(round(keep * length)))
+    ranks = rng.random((length, shape[-1])).argsort(axis=0).argsort(axis=0)
+    return (ranks < n_keep).reshape(shape)
+
+
+def shared_value(model, value: float, keep, seed: int = 0,
+                 mask: str = "bernoulli") -> pd.DataFrame:
     """Shared-value initialisation in place (Section 5.5).
 
     Every kernel (``ndim > 1``) is set to ``value`` where a random mask keeps
-    it (each entry with probability ``keep``), and to 0 elsewhere.  There is no
-    first-layer minimum (F1's only layer keeps about 60 %).  1-D variables are
-    not touched.
+    it, and to 0 elsewhere.  There is no first-layer minimum (F1's only layer
+    keeps about 60 %).  1-D variables are not touched.
+
+    LaPerm never changes how many non-zeros a unit's vector holds, so the
+    mask fixes each unit's number of connections for good.  ``mask`` chooses
+    how it is drawn:
+
+    * ``"bernoulli"`` (the paper): each entry is kept with probability
+      ``keep``, so the counts vary from unit to unit (Binomial);
+    * ``"per_unit"`` (this project's control): every unit keeps exactly
+      ``round(keep * fan_in)`` entries.
 
     Args:
         model: a built Keras 3 model.
@@ -278,13 +305,17 @@ def shared_value(model, value: float, keep, seed: int = 0) -> pd.DataFrame:
         keep: as in :func:`random_prune` (float, list in kernel order, or dict
             by layer name); see :data:`PAPER_SHARED_VALUE`.
         seed: seed of the numpy Generator drawing the masks.
+        mask: ``"bernoulli"`` or ``"per_unit"`` (see above).
 
     Returns:
         The same DataFrame as :func:`random_prune` plus a ``value`` column.
 
     Raises:
-        ValueError: a non-finite or zero ``value``, or a bad ``keep``.
+        ValueError: a non-finite or zero ``value``, a bad ``keep`` or an
+            unknown ``mask``.
     """
+    if mask not in SHARED_MASKS:
+        raise ValueError(f"Unknown mask {mask!r}; valid: {', '.join(SHARED_MASKS)}.")
     if isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (int, float, np.integer, np.floating)
     ) or not math.isfinite(float(value)) or float(value) == 0.0:
@@ -295,8 +326,8 @@ def shared_value(model, value: float, keep, seed: int = 0) -> pd.DataFrame:
     rows = []
     for (layer, v), k in zip(kernels, asked):
         shape = tuple(int(d) for d in v.shape)
-        mask = rng.random(shape) < k
-        w = np.where(mask, np.float32(value), np.float32(0.0))
+        kept = _per_unit_mask(shape, k, rng) if mask == "per_unit" else rng.random(shape) < k
+        w = np.where(kept, np.float32(value), np.float32(0.0))
         _assign(v, w)
         w = _to_numpy(v)
         row = _row(layer, v, k, k, w)
@@ -329,20 +360,18 @@ def kernel_stats(model) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def h5_kernel_stats(path) -> pd.DataFrame:
-    """Measure the kernels (``ndim > 1`` datasets) of a Keras ``.h5`` weight file.
+def h5_kernels(path) -> list[tuple[str, str, np.ndarray]]:
+    """The kernels (``ndim > 1`` datasets) of a Keras ``.h5`` weight file.
 
     Reads the file with h5py (no model needed), in the file's layer order
     (``layer_names`` attribute) when present.
 
     Returns:
-        A DataFrame, one row per kernel: ``layer, variable, shape, size,
-        nonzero, kept_fraction, values`` (the distinct values when there are
-        at most 4, else None).
+        ``[(layer, variable, array), ...]``.
     """
     import h5py
 
-    rows = []
+    out = []
     with h5py.File(path, "r") as f:
         root = f["model_weights"] if "model_weights" in f else f
         names = [n.decode() if isinstance(n, bytes) else str(n)
@@ -357,20 +386,49 @@ def h5_kernel_stats(path) -> pd.DataFrame:
                 group.visit(lambda n: datasets.append(n) if isinstance(group[n], h5py.Dataset) else None)
             for dname in datasets:
                 a = group[dname][()]
-                if a.ndim <= 1:
-                    continue
-                nz = int(np.count_nonzero(a))
-                distinct = np.unique(a)
-                rows.append({
-                    "layer": layer,
-                    "variable": dname,
-                    "shape": tuple(a.shape),
-                    "size": int(a.size),
-                    "nonzero": nz,
-                    "kept_fraction": nz / a.size,
-                    "values": tuple(float(x) for x in distinct) if distinct.size <= 4 else None,
-                })
+                if a.ndim > 1:
+                    out.append((layer, dname, a))
+    return out
+
+
+def h5_kernel_stats(path) -> pd.DataFrame:
+    """Measure the kernels (``ndim > 1`` datasets) of a Keras ``.h5`` weight file.
+
+    Returns:
+        A DataFrame, one row per kernel (:func:`h5_kernels`): ``layer, variable,
+        shape, size, nonzero, kept_fraction, values`` (the distinct values when
+        there are at most 4, else None).
+    """
+    rows = []
+    for layer, dname, a in h5_kernels(path):
+        nz = int(np.count_nonzero(a))
+        distinct = np.unique(a)
+        rows.append({
+            "layer": layer,
+            "variable": dname,
+            "shape": tuple(a.shape),
+            "size": int(a.size),
+            "nonzero": nz,
+            "kept_fraction": nz / a.size,
+            "values": tuple(float(x) for x in distinct) if distinct.size <= 4 else None,
+        })
     return pd.DataFrame(rows)
+
+
+def unit_connection_counts(kernel) -> np.ndarray:
+    """The number of non-zeros in every unit's weight vector (Section 5.5).
+
+    A unit's vector is what LaPerm permutes (the entries with one index on
+    the kernel's last axis), so these counts never change during LaPerm
+    training: the initial mask fixes how many inputs each unit listens to.
+
+    Returns:
+        One count per unit (length ``kernel.shape[-1]``).
+    """
+    a = np.asarray(kernel)
+    if a.ndim < 2:
+        raise ValueError(f"expected a kernel with ndim > 1, got shape {a.shape}")
+    return np.count_nonzero(a.reshape(-1, a.shape[-1]), axis=0)
 
 
 def overall_kept_fraction(df: pd.DataFrame) -> float:

@@ -32,8 +32,25 @@ def test_paper_configs_hold_the_papers_settings():
     small = c7.replace(epochs=3, train_fraction=0.1)
     assert small.scale_label == "reduced: 3 of 45 epochs, 10% of the training set"
     assert small.hash != c7.hash and len(c7.hash) == 12
+    assert paper_config("f2_per_unit").hash != f2.hash
+    with pytest.raises(ValueError, match="shared_mask"):
+        f2.replace(shared_mask="balanced")
     assert c7.adam_baseline().optimizer == "adam"
     assert ExperimentConfig.from_dict(json.loads(json.dumps(f2.to_dict()))) == f2
+
+
+def test_committed_records_keep_their_config_hash():
+    """Adding a config field (at its default) must not change older records' hashes."""
+    import json
+    from pathlib import Path
+
+    from laperm.experiment import ExperimentConfig
+
+    records = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/result.json"))
+    assert records
+    for path in records:
+        result = json.loads(path.read_text())
+        assert ExperimentConfig.from_dict(result["config"]).hash == result["config_hash"], path
 
 
 def test_bad_names_and_values_list_the_valid_ones():

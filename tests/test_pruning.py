@@ -158,6 +158,24 @@ def test_shared_value_deterministic_and_errors():
         pruning.shared_value(f2_model(), 0.03, [0.1, 0.2])
 
 
+def test_shared_value_per_unit_mask_fixes_every_units_count():
+    model = f2_model()
+    df = pruning.shared_value(model, 0.03, [1 / 15, 1 / 7, 1 / 3], seed=1, mask="per_unit")
+    kernels = [keras.ops.convert_to_numpy(v) for v in model.weights if len(v.shape) > 1]
+    for kernel, keep in zip(kernels, [1 / 15, 1 / 7, 1 / 3]):
+        per_unit = (kernel != 0).sum(axis=0)  # one count per unit (output column)
+        assert (per_unit == round(keep * kernel.shape[0])).all()
+    np.testing.assert_allclose(df["value"], 0.03, rtol=1e-6)
+    # The paper's Bernoulli mask: counts differ between the ten output units.
+    model = f2_model()
+    pruning.shared_value(model, 0.03, [1 / 15, 1 / 7, 1 / 3], seed=1)
+    out = keras.ops.convert_to_numpy(model.weights[-2] if len(model.weights[-1].shape) == 1
+                                     else model.weights[-1])
+    assert len(set((out != 0).sum(axis=0).tolist())) > 1
+    with pytest.raises(ValueError, match="mask"):
+        pruning.shared_value(f2_model(), 0.03, 0.5, mask="balanced")
+
+
 def test_keep_for_pruned_percent():
     assert {p: pruning.keep_for_pruned_percent(p) for p in pruning.PAPER_PRUNE_KEEP} == \
         pytest.approx(pruning.PAPER_PRUNE_KEEP)

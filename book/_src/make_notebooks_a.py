@@ -21,17 +21,7 @@ from nbtools import code, md, notebook, params, setup_cell, write_notebooks
 
 # Shared snippet: where the authors' checkpoints are.
 REFERENCE_DIR_HELPER = r'''
-import os
-from pathlib import Path
-
-def find_reference_dir(explicit=None):
-    """The authors' checkpoint folder: the parameter, $LAPERM_REFERENCE_DIR, or ../shared/reference/pretrained."""
-    candidates = [explicit, os.environ.get("LAPERM_REFERENCE_DIR"),
-                  book.REPO_ROOT.parent / "shared" / "reference" / "pretrained"]
-    for c in candidates:
-        if c and Path(c).is_dir() and any(Path(c).glob("*.h5")):
-            return Path(c)
-    return None
+from laperm.book import reference_dir as find_reference_dir  # parameter, $LAPERM_REFERENCE_DIR, ../shared
 
 CHECKPOINTS_URL = "https://github.com/ihsuy/Train-by-Reconnect"
 '''
