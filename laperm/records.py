@@ -51,6 +51,7 @@ def run_settings(result: dict) -> dict:
         "epochs_run": scale["epochs_run"],
         "paper_epochs": scale["paper_epochs"],
         "train_fraction": scale["train_fraction"],
+        "n_train": scale.get("n_train"),
     }
 
 
@@ -58,7 +59,7 @@ def load_records(root) -> pd.DataFrame:
     """One row per finished run below ``root``.
 
     Columns: run, experiment, model, optimizer, k, p, seed, scale, is_reduced,
-    epochs_run, paper_epochs, train_fraction, best_epoch, best_val_accuracy,
+    epochs_run, paper_epochs, train_fraction, n_train, best_epoch, best_val_accuracy,
     test_accuracy_at_best_val, final_test_accuracy, best_test_accuracy_any_epoch,
     paper_accuracy, test_set, wall_time_s, accelerator, date, commit.
     """
@@ -233,3 +234,57 @@ def results_table(runs: dict, paper_names: dict | None = None) -> pd.DataFrame:
             "wall time (s)": result.get("wall_time_s"),
         })
     return pd.DataFrame(rows).set_index("run")
+
+
+def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
+    """For every row of the paper's table: our largest LaPerm run beside its Adam baseline.
+
+    Args:
+        records: :func:`load_records` rows, possibly from several folders
+            concatenated with a ``source`` column (e.g. committed / this build).
+
+    Returns:
+        One row per experiment of ``PAPER_ACCURACY``, in the paper's order:
+        ``experiment, paper, scale, source, seeds, laperm, laperm_sd, adam,
+        images_per_s, paper_scale_hours``.  The LaPerm run chosen is the one
+        that saw the most training images (paper scale when there is one);
+        ``adam`` is the mean of the Adam baselines at the same scale and
+        source; ``laperm``/``adam`` are test accuracies at the best validation
+        epoch.  ``images_per_s`` is the training throughput measured by the
+        runs of the same model and hardware (wall time includes evaluation),
+        and ``paper_scale_hours`` what one paper-scale run would take at that
+        rate.  Experiments without a LaPerm record have NaN results.
+    """
+    from laperm.experiment import EXPERIMENTS, PAPER_ACCURACY
+
+    df = records.copy()
+    if "source" not in df:
+        df["source"] = "records"
+    rows = []
+    for name, paper in PAPER_ACCURACY.items():
+        ref = EXPERIMENTS[name]
+        row = {"experiment": name, "paper": paper, "scale": None, "source": None, "seeds": 0,
+               "laperm": np.nan, "laperm_sd": np.nan, "adam": np.nan,
+               "images_per_s": np.nan, "paper_scale_hours": np.nan}
+        mine = df[df["experiment"] == name] if len(df) else df
+        lap = mine[mine["optimizer"] == "laperm"] if len(mine) else mine
+        if len(lap):
+            seen = lap["n_train"] * lap["epochs_run"]
+            best = lap.loc[seen.idxmax()]
+            same = lap[(lap["scale"] == best["scale"]) & (lap["source"] == best["source"])]
+            adam = mine[(mine["optimizer"] == "adam") & (mine["scale"] == best["scale"])
+                        & (mine["source"] == best["source"])]
+            row.update(scale=best["scale"], source=best["source"], seeds=len(same),
+                       laperm=same["test_accuracy_at_best_val"].mean(),
+                       laperm_sd=same["test_accuracy_at_best_val"].std(),
+                       adam=adam["test_accuracy_at_best_val"].mean() if len(adam) else np.nan)
+        model = df[df["model"] == ref.model] if len(df) else df
+        if len(model) and model["wall_time_s"].notna().any():
+            # Throughput of the fastest hardware that ran this model.
+            rate = (model["n_train"] * model["epochs_run"] / model["wall_time_s"])
+            ips = rate.groupby(model["accelerator"].fillna("?")).median().max()
+            full_train = (model["n_train"] / model["train_fraction"]).max()
+            row.update(images_per_s=ips,
+                       paper_scale_hours=full_train * ref.paper_epochs / ips / 3600)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -70,3 +70,17 @@ def test_results_table_and_zero_fraction(runs_root):
     assert lp["p"] == pytest.approx(records.zero_fraction(found["f1_laperm_s0"][1]))
     assert 0.3 < lp["p"] < 0.5
     assert records.zero_fraction({"init_tables": {}}) == 0.0
+
+
+def test_paper_coverage(runs_root):
+    cov = records.paper_coverage(records.load_records(runs_root)).set_index("experiment")
+    from laperm.experiment import PAPER_ACCURACY
+
+    assert list(cov.index) == list(PAPER_ACCURACY)  # every row of the paper's table
+    f1 = cov.loc["f1"]
+    assert f1["seeds"] == 2 and f1["scale"].startswith("reduced") and f1["source"] == "records"
+    assert 0 <= f1["laperm"] <= 1 and 0 <= f1["adam"] <= 1
+    # 10 paper epochs of the full training set at the measured rate.
+    assert f1["images_per_s"] > 0 and f1["paper_scale_hours"] > 0
+    assert cov.loc["conv13"][["laperm", "adam", "paper_scale_hours"]].isna().all()
+    assert cov.loc["conv13"]["seeds"] == 0
