@@ -8,6 +8,8 @@ i.e. the pages that were actually rendered) this loads
 * the page loads and has a ``<title>`` and an ``<h1>``;
 * a page whose executed notebook has image outputs shows at least as many
   ``<img>``/``<svg>`` in its cell outputs, and every local image file exists;
+* MathJax, where a page loads it, comes from the book's own files, and the
+  page's formulas were rendered;
 * no output cell is an error or stderr stream (``.output.traceback``,
   ``.output.error``, ``.output.stderr``) and no output contains a Python
   traceback.
@@ -120,6 +122,16 @@ def check_dom(dom: str, page: Path, n_images: int) -> list[str]:
             target = (page.parent / unquote(urlparse(src).path)).resolve()
             if not target.is_file():
                 problems.append(f"missing image file {src}")
+    # Formulas must render offline: MathJax is served from the book itself.
+    for script in soup.find_all("script", src=True):
+        src = script["src"]
+        if "mathjax" in src.lower():
+            if src.startswith(("http:", "https:", "//")):
+                problems.append(f"MathJax loads from the network: {src}")
+            elif not (page.parent / unquote(urlparse(src).path)).resolve().is_file():
+                problems.append(f"missing MathJax file {src}")
+    if soup.select(".math") and not soup.find("mjx-container"):
+        problems.append("formulas on the page were not rendered by MathJax")
     return problems
 
 
