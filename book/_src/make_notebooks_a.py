@@ -426,7 +426,7 @@ NB03_PROFILES = """
 def nb03():
     cells = [
         md(r"""
-# 3. Locations vs values: re-permuting $\theta_0$ into the order of $\theta_t$
+# 3. Locations vs values: re-permuting θ₀ into the order of θₜ
 
 If training mostly decides *where* values sit and not *what* they are (section 2), then
 the following network should work about as well as the trained one. Take the initial
