@@ -294,6 +294,8 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
         if history is not None:
             label = (f"{result['name'].removesuffix('_adam')} "
                      f"{'LaPerm' if result['optimizer'] == 'laperm' else 'Adam'}")
+            if result["scale"]["is_reduced"]:  # never average over different scales
+                label += f" ({result['scale']['label']})"
             curves.setdefault(label, []).append(history)
     if curves:
         import pandas as pd

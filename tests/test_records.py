@@ -84,3 +84,17 @@ def test_paper_coverage(runs_root):
     assert f1["images_per_s"] > 0 and f1["paper_scale_hours"] > 0
     assert cov.loc["conv13"][["laperm", "adam", "paper_scale_hours"]].isna().all()
     assert cov.loc["conv13"]["seeds"] == 0
+
+
+def test_show_stored_runs(runs_root, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from laperm import book
+
+    shown = book.show_stored_runs(["f1"], root=runs_root)
+    assert sorted(shown) == ["f1_adam_s1", "f1_laperm_s0", "f1_laperm_s1"]
+    assert book.show_stored_runs(["conv2"], root=tmp_path) == {}
+    plt.close("all")
