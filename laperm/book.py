@@ -32,6 +32,10 @@ PROFILE_DESCRIPTIONS = {
     "paper": "paper profile: the paper's settings (needs a GPU for CIFAR-10)",
 }
 
+#: What the whole book may take per profile on 2 CPU cores (minutes; the
+#: paper profile is meant for a GPU and has no budget).
+BOOK_BUDGET_MIN = {"smoke": 10, "cpu": 45, "paper": None}
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
