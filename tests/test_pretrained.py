@@ -64,6 +64,9 @@ def test_project_manifest_files_match():
         path = pretrained.PRETRAINED_DIR / meta["file"]
         assert path.exists(), name
         assert pretrained.sha256(path) == meta["sha256"], name
+    # Weights only, and the folder stays well under the 50 MB the project allows.
+    total = sum(p.stat().st_size for p in pretrained.PRETRAINED_DIR.iterdir())
+    assert total < 25 * 2**20, f"pretrained/ holds {total / 2**20:.1f} MB"
 
 
 def test_project_weights_score_what_the_manifest_says(data_dir):
