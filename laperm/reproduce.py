@@ -5,8 +5,11 @@ Usage::
     python -m laperm.reproduce f1 f2 --seeds 0 1 2 --baseline
     python -m laperm.reproduce conv7 --epochs 45 --export
 
-Each run writes ``results/<experiment>_<optimizer>_s<seed>/`` (config, history,
-result record; checkpoints while it runs, so an interrupted run resumes).
+Each run writes ``results/<experiment>_<optimizer>_s<seed>[_e<epochs>][_f<percent>]/``
+(config, history, result record; a checkpoint every epoch while it runs, so an
+interrupted run resumes from the same command, also in a later session).  The
+suffixes name a reduced run's epochs and share of the training set, so a
+reduced run and the paper-scale run of one experiment never share a folder.
 ``--export`` copies a finished run's best synchronised weights to
 ``pretrained/`` with a manifest entry.
 """
@@ -23,7 +26,13 @@ RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 
 
 def run_name(cfg) -> str:
-    return f"{cfg.name.removesuffix('_adam')}_{cfg.optimizer}_s{cfg.seed}"
+    """The folder name of a run, e.g. ``conv2_laperm_s0`` or ``conv4_adam_s0_e2_f25``."""
+    name = f"{cfg.name.removesuffix('_adam')}_{cfg.optimizer}_s{cfg.seed}"
+    if cfg.epochs != cfg.paper_epochs:
+        name += f"_e{cfg.epochs}"
+    if cfg.train_fraction < 1:
+        name += f"_f{100 * cfg.train_fraction:g}"
+    return name
 
 
 def main(argv=None) -> int:

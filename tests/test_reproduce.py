@@ -1,0 +1,24 @@
+"""Folder names of `python -m laperm.reproduce` runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from laperm.experiment import paper_config
+from laperm.reproduce import main, run_name
+
+
+def test_run_names_tell_reduced_runs_apart():
+    assert run_name(paper_config("conv2")) == "conv2_laperm_s0"
+    assert run_name(paper_config("conv2").adam_baseline()) == "conv2_adam_s0"
+    assert run_name(paper_config("conv2", epochs=8, seed=1)) == "conv2_laperm_s1_e8"
+    reduced = paper_config("conv4", epochs=2, train_fraction=0.25)
+    assert run_name(reduced) == "conv4_laperm_s0_e2_f25"
+    assert run_name(reduced.adam_baseline()) == "conv4_adam_s0_e2_f25"
+
+
+def test_unknown_experiment_lists_the_valid_ones(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["conv99"])
+    assert exc.value.code == 2
+    assert "conv7_k20" in capsys.readouterr().err
