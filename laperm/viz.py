@@ -80,6 +80,34 @@ def _new_ax(ax):
 # ---------------------------------------------------------------------------
 
 
+def _panels(n: int, ncols: int, axes, figsize, sharey: bool = False):
+    """``n`` panels: a new grid of at most ``ncols`` columns, or the given Axes.
+
+    Args:
+        n: panels needed.
+        ncols: columns of a new grid.
+        axes: None for a new figure, else a sequence of at least ``n`` Axes.
+        figsize: ``(nrows, ncols) -> (width, height)`` of a new figure.
+        sharey: share the y axis in a new grid.
+
+    Returns:
+        ``(figure, [n Axes])``; unused Axes of a new grid are removed.
+    """
+    if axes is None:
+        ncols = max(1, min(ncols, n))
+        nrows = int(np.ceil(n / ncols))
+        fig, grid = plt.subplots(nrows, ncols, squeeze=False, sharey=sharey,
+                                 figsize=figsize(nrows, ncols))
+        flat = list(grid.ravel())
+        for extra in flat[n:]:
+            fig.delaxes(extra)
+        return fig, flat[:n]
+    flat = list(np.ravel(axes))
+    if len(flat) < n:
+        raise ValueError(f"{n} panels needed, {len(flat)} axes given")
+    return flat[0].figure, flat[:n]
+
+
 def _rank_grid(n: int, max_points: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Indices of sorted positions to draw and their normalised ranks."""
     if max_points is not None and n > max_points:
@@ -215,22 +243,8 @@ def plot_profile_grid(
     if not keep:
         raise ValueError(f"no variable with ndim >= {min_ndim} to plot")
     n = len(keep)
-    if axes is None:
-        ncols = max(1, min(ncols, n))
-        nrows = int(np.ceil(n / ncols))
-        fig, grid = plt.subplots(
-            nrows, ncols, squeeze=False, sharey=sharey,
-            figsize=(panel_size[0] * ncols, panel_size[1] * nrows),
-        )
-        flat = list(grid.ravel())
-        for extra in flat[n:]:
-            fig.delaxes(extra)
-        flat = flat[:n]
-    else:
-        flat = list(np.ravel(axes))
-        if len(flat) < n:
-            raise ValueError(f"{n} panels needed, {len(flat)} axes given")
-        fig = flat[0].figure
+    fig, flat = _panels(n, ncols, axes, lambda nr, nc: (panel_size[0] * nc, panel_size[1] * nr),
+                        sharey=sharey)
     for panel, i in zip(flat, keep):
         name, arr = items[i]
         plot_weight_profiles(
@@ -316,23 +330,8 @@ def plot_vectors_as_images(
     n = len(chosen)
     if n == 0:
         raise ValueError("no vector to show")
-    if axes is None:
-        ncols = max(1, min(ncols, n))
-        nrows = int(np.ceil(n / ncols))
-        fig, grid = plt.subplots(
-            nrows, ncols, squeeze=False,
-            figsize=(panel_size * ncols + (0.8 if colorbar else 0), panel_size * nrows + 0.3),
-        )
-        flat = list(grid.ravel())
-        for extra in flat[n:]:
-            fig.delaxes(extra)
-        flat = flat[:n]
-    else:
-        flat = list(np.ravel(axes))
-        if len(flat) < n:
-            raise ValueError(f"{n} images need {n} axes, {len(flat)} given")
-        flat = flat[:n]
-        fig = flat[0].figure
+    fig, flat = _panels(n, ncols, axes, lambda nr, nc: (
+        panel_size * nc + (0.8 if colorbar else 0), panel_size * nr + 0.3))
     data = rows[chosen].astype(np.float64)
     if vmax is None:
         vmax = float(np.nanmax(np.abs(data))) if data.size else 1.0

@@ -220,3 +220,10 @@ def test_plot_run_curves(rng):
     assert [t.get_text() for t in right.get_legend().get_texts()][-1] == "paper"
     assert left.get_legend() is None and fig._suptitle.get_text() == "t"
     plt.close(fig)
+
+
+def test_too_few_axes_is_a_clear_error(rng):
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="2 panels needed, 1 axes given"):
+        viz.plot_vectors_as_images(rng.normal(size=(16, 2)), image_shape=(4, 4), axes=[ax])
+    plt.close(fig)
