@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from laperm.pruning import SHARED_MASKS
+
 #: Learning-rate schedules of Section 5 (SPEC 5), as functions of the epoch.
 LR_SCHEDULES = {
     "exp95": "lr0 * 0.95**epoch (Conv7, F1, F2)",
@@ -136,10 +138,9 @@ class ExperimentConfig:
             raise ValueError(
                 f"Unknown lr_schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}."
             )
-        if self.shared_mask not in ("bernoulli", "per_unit"):
-            raise ValueError(
-                f"shared_mask must be 'bernoulli' or 'per_unit'; received {self.shared_mask!r}."
-            )
+        if self.shared_mask not in SHARED_MASKS:
+            raise ValueError(f"shared_mask must be one of {', '.join(SHARED_MASKS)}; "
+                             f"received {self.shared_mask!r}.")
         if isinstance(self.shared_keep, list):
             object.__setattr__(self, "shared_keep", tuple(self.shared_keep))
 

@@ -141,11 +141,10 @@ def hazard_table(root) -> pd.DataFrame:
         if h.empty:
             continue
         best_val_row = h.loc[h["val_accuracy"].idxmax()]
+        settings = run_settings(r)
         row = {
             "run": folder.name,
-            "experiment": run_settings(r)["experiment"],
-            "optimizer": r["optimizer"],
-            "scale": r["scale"]["label"],
+            **{key: settings[key] for key in ("experiment", "optimizer", "scale")},
             "epochs": len(h),
             "test_at_best_val": float(best_val_row["test_accuracy"]),
             "test_at_best_test": float(h["test_accuracy"].max()),
@@ -177,26 +176,22 @@ def zero_fraction(result: dict) -> float:
 def stored_runs(experiments, root) -> dict:
     """Finished records of these experiments below ``root`` (e.g. ``results/``).
 
-    Both layouts are found: ``<root>/<experiment>/`` and
-    ``<root>/<experiment>_<optimizer>_s<seed>/`` (written by
-    ``python -m laperm.reproduce``).  A folder only counts for the experiment
-    its config names, so ``conv7_k20_*`` is not a ``conv7`` run.
+    A run counts for the experiment its config names (whatever its folder is
+    called), so ``conv7_k20_*`` is not a ``conv7`` run; Adam baselines count
+    for their experiment.
 
     Returns:
         ``{folder name: (history DataFrame or None, result dict)}``.
     """
-    root = Path(root)
+    runs = list(iter_runs(root))
     found = {}
     for name in experiments:
-        for folder in [root / name] + sorted(root.glob(f"{name}_*_s*")):
-            if folder.name in found or not (folder / "result.json").exists():
-                continue
-            result = json.loads((folder / "result.json").read_text())
-            if result["config"]["name"].removesuffix("_adam") != name.removesuffix("_adam"):
-                continue
-            history = (pd.read_csv(folder / "history.csv")
-                       if (folder / "history.csv").exists() else None)
-            found[folder.name] = (history, result)
+        for folder, result in runs:
+            if (folder.name not in found
+                    and run_settings(result)["experiment"] == name.removesuffix("_adam")):
+                history = (pd.read_csv(folder / "history.csv")
+                           if (folder / "history.csv").exists() else None)
+                found[folder.name] = (history, result)
     return found
 
 
@@ -218,13 +213,13 @@ def results_table(runs: dict, paper_names: dict | None = None) -> pd.DataFrame:
     paper_names = paper_names or {}
     rows = []
     for label, (history, result) in runs.items():
-        cfg, scale = result["config"], result["scale"]
-        is_laperm = result["optimizer"] == "laperm"
-        steps_per_epoch = -(-scale["n_train"] // cfg["batch_size"])
+        settings, scale = run_settings(result), result["scale"]
+        is_laperm = settings["optimizer"] == "laperm"
+        steps_per_epoch = -(-scale["n_train"] // result["config"]["batch_size"])
         rows.append({
             "run": label,
             "optimizer": "LaPerm (inner Adam)" if is_laperm else "Adam",
-            "k": cfg["sync_period"] if is_laperm else np.nan,
+            "k": settings["k"] if is_laperm else np.nan,
             "syncs": (history["sync_count"].iloc[-1]
                       if is_laperm and history is not None and "sync_count" in history
                       else np.nan),
