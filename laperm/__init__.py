@@ -10,8 +10,11 @@ Modules: :mod:`laperm.optimizer` (the method), :mod:`laperm.models`,
 :mod:`laperm.data`, :mod:`laperm.pruning`, :mod:`laperm.experiment`,
 :mod:`laperm.profiles`, :mod:`laperm.viz`, :mod:`laperm.pretrained`.
 
-Names are imported lazily, so that ``laperm`` (and its command line) starts
-without loading Keras and TensorFlow until they are needed.
+``import laperm`` imports Keras and registers the Keras-serialisable classes
+(the optimizer and the sync-period schedules), so that
+``keras.models.load_model`` reads a model saved with a LaPerm optimizer in a
+new process.  The other modules and names are imported lazily, on first use
+(``laperm.pretrained.load(...)`` works right after ``import laperm``).
 """
 
 from __future__ import annotations
@@ -20,17 +23,29 @@ import importlib
 
 __version__ = "0.1.0"
 
+# Registration with Keras's serialisation happens at import time of these two
+# modules: import them eagerly (they only need Keras).
+from laperm.optimizer import LaPerm, NonFiniteWeightsError, find_laperm  # noqa: E402
+from laperm.sync_schedules import PiecewiseSyncPeriod, SyncPeriodSchedule  # noqa: E402
+
 _EXPORTS = {
-    "LaPerm": "laperm.optimizer",
-    "NonFiniteWeightsError": "laperm.optimizer",
     "LAPERM_PRESETS": "laperm.presets",
+    "NonFiniteGuard": "laperm.callbacks",
     "PermutationRecorder": "laperm.callbacks",
     "SyncPeriodScheduler": "laperm.callbacks",
-    "PiecewiseSyncPeriod": "laperm.sync_schedules",
-    "SyncPeriodSchedule": "laperm.sync_schedules",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+#: Submodules reachable as attributes of the package (imported on first use).
+_SUBMODULES = (
+    "book", "bookbuild", "callbacks", "cli", "data", "experiment", "models", "ops",
+    "optimizer", "presets", "pretrained", "profiles", "pruning", "records", "reproduce",
+    "sync_schedules", "viz",
+)
+
+__all__ = sorted(
+    [*_EXPORTS, "LaPerm", "NonFiniteWeightsError", "find_laperm", "PiecewiseSyncPeriod",
+     "SyncPeriodSchedule", "__version__"]
+)
 
 
 def __getattr__(name):
@@ -38,8 +53,10 @@ def __getattr__(name):
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"laperm.{name}")
     raise AttributeError(f"module 'laperm' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | set(_SUBMODULES))

@@ -7,7 +7,10 @@ The pipeline (used by the ``laperm`` command, :mod:`laperm.cli`):
    be abbreviated to a unique prefix (``05_1`` for ``05_1_conv7_mnist``).
 2. **Validation** before anything runs: the section, the profile and every
    ``-p NAME VALUE`` override are checked against the notebook's papermill
-   ``parameters`` cell; a mistake is a :class:`UsageError` (exit code 2).
+   ``parameters`` cell, and each value against its declared type and range
+   (:data:`laperm.book.KNOBS`: ``-p epochs three`` or ``-p adam_baseline maybe``
+   is refused, ``-p adam_baseline no`` is False, ``-p sync_periods 20`` is
+   ``[20]``); a mistake is a :class:`UsageError` (exit code 2).
 3. **Execution.**  ``book/<s>.ipynb`` is executed by papermill (kernel
    ``python3``, working directory ``book/``) into
    ``<build>/executed/<s>.ipynb``; the source notebook is never modified.  A
@@ -53,7 +56,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from laperm.book import PROFILE_NAMES, REPO_ROOT, build_dir
+from laperm.book import KNOBS, PROFILE_NAMES, REPO_ROOT, build_dir, check_parameter
 
 #: Bump to invalidate every cached execution (changes of the pipeline itself).
 PIPELINE_VERSION = 1
@@ -310,9 +313,35 @@ class Plan:
         return {"profile": self.profile, **self.overrides}
 
 
+def typed_overrides(overrides: dict, section: str | None = None) -> dict:
+    """Parameter values checked and converted to their types.
+
+    A parameter declared in :data:`laperm.book.KNOBS` gets its declared type
+    and range (strings as typed on the command line are converted strictly);
+    any other is typed by :func:`parse_value`.
+
+    Raises:
+        UsageError: a value of the wrong type or range (one line: the
+            parameter, what it accepts, what was given).
+    """
+    out = {}
+    for name, value in overrides.items():
+        if name not in KNOBS:
+            out[name] = parse_value(value)
+            continue
+        try:
+            out[name] = check_parameter(name, value, section)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return out
+
+
 def plan(project: Project, names: Iterable[str] | None, profile: str,
          overrides: dict | None = None) -> list[Plan]:
     """Validate sections, profile and parameter overrides (before executing).
+
+    ``overrides`` may hold strings as typed on the command line; each is
+    converted by :func:`typed_overrides`.
 
     Raises:
         UsageError: with a one-line message listing the valid choices.
@@ -347,7 +376,8 @@ def plan(project: Project, names: Iterable[str] | None, profile: str,
                 f"section {section!r} defines no profile {profile!r}; its profiles: "
                 f"{', '.join(table)}"
             )
-        plans.append(Plan(section=section, profile=profile, overrides=dict(overrides)))
+        plans.append(Plan(section=section, profile=profile,
+                          overrides=typed_overrides(overrides, section)))
     return plans
 
 

@@ -12,15 +12,16 @@ from laperm import ops as lops
 
 
 def _laperm_of(model):
-    from laperm.optimizer import LaPerm
+    from laperm.optimizer import find_laperm
 
     optimizer = getattr(model, "optimizer", None)
-    if not isinstance(optimizer, LaPerm):
+    found = find_laperm(optimizer, required=False)
+    if found is None:
         raise ValueError(
             "This callback needs a model compiled with a laperm.LaPerm "
             f"optimizer; found {type(optimizer).__name__}."
         )
-    return optimizer
+    return found
 
 
 class SyncPeriodScheduler(keras.callbacks.Callback):
@@ -31,8 +32,14 @@ class SyncPeriodScheduler(keras.callbacks.Callback):
     retrace the train step.
 
     Args:
-        schedule: ``schedule(epoch) -> int`` (epoch counted from 0).
+        schedule: ``schedule(epoch) -> int`` (epoch counted from 0), an integer
+            (Python or NumPy) from 1 to ``2**31 - 1``.
         verbose: print the new k when it changes.
+
+    Raises:
+        ValueError: at the start of an epoch whose ``schedule(epoch)`` is not
+            such an integer (a float, a string or a bool is refused, not
+            rounded or converted).
     """
 
     def __init__(self, schedule: Callable[[int], int], verbose: int = 0):
@@ -40,10 +47,22 @@ class SyncPeriodScheduler(keras.callbacks.Callback):
         self.schedule = schedule
         self.verbose = verbose
 
+    def sync_period_at(self, epoch: int) -> int:
+        """``schedule(epoch)``, checked to be a valid sync period."""
+        k = self.schedule(epoch)
+        if (isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer))
+                or not 1 <= k < 2**31):
+            raise ValueError(
+                f"SyncPeriodScheduler: schedule({epoch}) returned {k!r} "
+                f"({type(k).__name__}); the sync period k must be an integer from 1 to "
+                f"2**31 - 1 (e.g. return int(...) or round(...) for a computed value)."
+            )
+        return int(k)
+
     def on_epoch_begin(self, epoch, logs=None):
         optimizer = _laperm_of(self.model)
         old = optimizer.sync_period
-        optimizer.sync_period = int(self.schedule(epoch))
+        optimizer.sync_period = self.sync_period_at(epoch)
         if self.verbose and old != optimizer.sync_period:
             print(f"\nEpoch {epoch + 1}: LaPerm sync period k = {optimizer.sync_period}.")
 
@@ -124,3 +143,16 @@ class PermutationRecorder(keras.callbacks.Callback):
         if count != self._last_count and len(self.steps) < self.max_records:
             self._record(optimizer, ops.convert_to_numpy(optimizer.iterations))
         self._last_count = count
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stop training at the first sync that met NaN or inf weights.
+
+    Inside the compiled train step such a sync is skipped and recorded (on
+    every backend); this callback reads the record after every batch and
+    raises :class:`laperm.NonFiniteWeightsError` naming the variable and the
+    step.  Without it the error is raised at the end of ``fit``.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        _laperm_of(self.model).check_finite_sync()

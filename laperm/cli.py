@@ -14,8 +14,13 @@ unique prefix).  Executed notebooks go to ``<build>/executed/``, the HTML to
 ``<build>/html/index.html``; ``<build>`` is ``$LAPERM_BUILD_DIR`` or
 ``_build``.  See :mod:`laperm.bookbuild` for the pipeline and its cache.
 
+Parameter values are checked before any notebook starts: each has a declared
+type and range (:data:`laperm.book.KNOBS`; booleans are true/false, yes/no or
+1/0; a list parameter given one value is a list of one).
+
 Exit codes: 0 success, 1 a section or the build failed, 2 a usage mistake
-(unknown section, profile or parameter).
+(unknown section, profile or parameter, or a parameter value of the wrong type
+or out of range), told in one line.
 """
 
 from __future__ import annotations
@@ -62,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="section name or unique prefix (e.g. 05_1)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                      metavar=("NAME", "VALUE"),
-                     help="set a notebook parameter (typed: 5, 0.1, 1e-3, true, none, [1,2])")
+                     help="set a notebook parameter (checked against its type: 5, 0.1, 1e-3, "
+                          "true/false, none, [1,2]; `laperm sections` lists them)")
     add_exec_options(run)
 
     book = sub.add_parser(
@@ -93,9 +99,8 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def _overrides(pairs) -> dict:
-    from laperm.bookbuild import parse_value
-
-    return {name: parse_value(value) for name, value in pairs}
+    """``-p NAME VALUE`` pairs as typed; :func:`laperm.bookbuild.plan` checks and types them."""
+    return {name: value for name, value in pairs}
 
 
 def _execute(project, plans, args) -> list:

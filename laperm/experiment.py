@@ -1,4 +1,4 @@
-"""Run one experiment of the paper, reproducibly (Section 5; SPEC 5 and 6).
+"""Run one experiment of the paper, reproducibly (Section 5).
 
 An :class:`ExperimentConfig` is a frozen dataclass holding everything that
 defines a run: model, data, preprocessing and augmentation, the inner Adam and
@@ -7,17 +7,21 @@ plain-Adam baseline), pruning or shared-value initialisation, the seed and the
 scale knobs of reduced runs.  :func:`run` trains it and returns a per-epoch
 history DataFrame and a JSON-able result record.
 
-Honesty rules built in (SPEC 6):
+Honesty rules built in:
 
-* hazard 2: the "best" epoch is chosen on a held-out validation split of the
-  training set, never on the test set (the test accuracy of every epoch is
-  still logged, so the effect of choosing on test can be measured);
-* hazard 4: every accuracy of a LaPerm run is measured on *synchronised*
-  weights (a permutation of theta_0), through ``LaPerm.synchronised()``.
+* the "best" epoch is chosen on a held-out validation split of the
+  training set, never on the test set as the authors did (the test accuracy
+  of every epoch is still logged, so the effect of choosing on test can be
+  measured);
+* every accuracy of a LaPerm run is measured on *synchronised* weights (a
+  permutation of theta_0), through ``LaPerm.synchronised()``; the authors'
+  CIFAR notebooks evaluated the unsynchronised ones, also logged.
 
-Runs are resumable: after every epoch the model (with the optimizer state and
-sorted theta_0) and the history are written atomically to ``out_dir``; calling
-:func:`run` again with the same config continues from the last epoch.
+Runs survive being killed: after every epoch the history and then the model
+(with the optimizer state and sorted theta_0) are written atomically to
+``out_dir``; calling :func:`run` again with the same config, in any process,
+continues from the last checkpoint and gives the history of the uninterrupted
+run.  A folder made on other data, or with another Keras backend, is refused.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import pandas as pd
 
 from laperm.pruning import SHARED_MASKS
 
-#: Learning-rate schedules of Section 5 (SPEC 5), as functions of the epoch.
+#: Learning-rate schedules of Section 5, as functions of the epoch.
 LR_SCHEDULES = {
     "exp95": "lr0 * 0.95**epoch (Conv7, F1, F2)",
     "step06": "lr0 * 0.6**floor(epoch/10) (Conv2/4/13)",
@@ -95,7 +99,7 @@ class ExperimentConfig:
             paper) or ``"per_unit"`` (every unit keeps the same number of
             connections; :func:`laperm.pruning.shared_value`).
         validation_size: images held out of the training set to choose the best
-            epoch (hazard 2).
+            epoch (the authors chose it on the test set).
         train_fraction: share of the remaining training set used (scale knob).
         seed: seeds weights, splits, pruning masks, shuffling, augmentation.
         notes: free text recorded with the result.
@@ -182,17 +186,28 @@ class ExperimentConfig:
 
     @property
     def is_reduced(self) -> bool:
+        """Fewer epochs than the paper's, or part of the training set."""
         return self.epochs < self.paper_epochs or self.train_fraction < 1
 
     @property
+    def is_paper_scale(self) -> bool:
+        """The paper's number of epochs on the whole training set."""
+        return self.epochs == self.paper_epochs and self.train_fraction == 1
+
+    @property
     def scale_label(self) -> str:
-        """``"paper scale"`` or e.g. ``"reduced: 3 of 125 epochs, 10% of the training set"``."""
-        if not self.is_reduced:
+        """``"paper scale"``, e.g. ``"reduced: 3 of 125 epochs, 10% of the training set"``,
+        or ``"extended: 50 epochs (the paper ran 10)"``."""
+        if self.is_paper_scale:
             return "paper scale"
-        parts = [f"{self.epochs} of {self.paper_epochs} epochs"]
-        if self.train_fraction < 1:
-            parts.append(f"{100 * self.train_fraction:.2g}% of the training set")
-        return "reduced: " + ", ".join(parts)
+        fraction = (f"{100 * self.train_fraction:.2g}% of the training set"
+                    if self.train_fraction < 1 else None)
+        if self.epochs > self.paper_epochs:
+            parts = [f"{self.epochs} epochs (the paper ran {self.paper_epochs})", fraction]
+            return ("extended: " if fraction is None else "not paper scale: ") + ", ".join(
+                p for p in parts if p)
+        parts = [f"{self.epochs} of {self.paper_epochs} epochs", fraction]
+        return "reduced: " + ", ".join(p for p in parts if p)
 
 
 #: Fields added after the first committed records, with their defaults: at
@@ -220,7 +235,7 @@ _RESNET = dict(
 _FC = dict(dataset="mnist", batch_size=128, lr_schedule="exp95", sync_period=250,
            skip_bias=False, preprocessing="scale01")
 
-#: The paper's experiments (SPEC 3 and 5), at paper scale.
+#: The paper's experiments (its results table and Section 5), at paper scale.
 EXPERIMENTS: dict[str, ExperimentConfig] = {
     "conv7": _paper("conv7", sync_period=1200, **_CONV7),
     "conv7_k20": _paper("conv7_k20", sync_period=20, **_CONV7),
@@ -241,7 +256,7 @@ EXPERIMENTS: dict[str, ExperimentConfig] = {
                           shared_keep=(1 / 15, 1 / 7, 1 / 3), shared_mask="per_unit", **_FC),
 }
 
-#: The paper's reported test accuracy per experiment (SPEC 3).
+#: The paper's reported test accuracy per experiment (its results table).
 PAPER_ACCURACY = {
     "conv7": 0.9972, "conv2": 0.7821, "conv4": 0.8917, "conv13": 0.9221,
     "resnet50": 0.9253, "resnet50_p30": 0.9232, "resnet50_p50": 0.9202,
@@ -347,8 +362,8 @@ def _git_commit() -> str | None:
 # --------------------------------------------------------------------------
 
 
-def prepare_data(config: ExperimentConfig, data_dir=None) -> dict:
-    """Splits, preprocessing and ``tf.data`` pipelines of a config."""
+def load_splits(config: ExperimentConfig, data_dir=None) -> dict:
+    """The arrays of a config: training, validation and test splits (no pipelines)."""
     from laperm import data
 
     (x_train, y_train), (x_test, y_test) = data.load(config.dataset, data_dir)
@@ -357,19 +372,36 @@ def prepare_data(config: ExperimentConfig, data_dir=None) -> dict:
     )
     if config.train_fraction < 1:
         x_tr, y_tr = data.subset(x_tr, y_tr, float(config.train_fraction), seed=config.seed)
+    return {"train": (x_tr, y_tr), "val": (x_val, y_val), "test": (x_test, y_test),
+            "info": data.describe(config.dataset, data_dir)}
+
+
+def prepare_data(config: ExperimentConfig, data_dir=None, first_epoch: int = 0,
+                 splits: dict | None = None) -> dict:
+    """Splits, preprocessing and ``tf.data`` pipelines of a config.
+
+    The training pipeline holds epochs ``first_epoch .. config.epochs - 1``;
+    the order and augmentation of each are functions of ``(seed, epoch)``
+    (:func:`laperm.data.make_dataset`), so a resumed run sees the batches of
+    the uninterrupted one.
+    """
+    from laperm import data
+
+    splits = splits or load_splits(config, data_dir)
+    (x_tr, y_tr), (x_val, y_val), (x_test, y_test) = splits["train"], splits["val"], splits["test"]
     pre = data.make_preprocessor(config.preprocessing, x_tr)
-    info = data.describe(config.dataset, data_dir)
+    remaining = config.epochs - int(first_epoch)
     return {
         "train": data.make_dataset(
             x_tr, y_tr, config.batch_size, preprocess=pre, augment=config.augmentation,
-            shuffle=True, seed=config.seed,
+            shuffle=True, seed=config.seed, epochs=max(remaining, 1), first_epoch=first_epoch,
         ),
         "val": data.make_dataset(x_val, y_val, 500, preprocess=pre),
         "test": data.make_dataset(x_test, y_test, 500, preprocess=pre),
         "n_train": int(len(x_tr)),
         "n_val": int(len(x_val)),
         "n_test": int(len(x_test)),
-        "test_note": info.test_note,
+        "test_note": splits["info"].test_note,
         "steps_per_epoch": int(math.ceil(len(x_tr) / config.batch_size)),
     }
 
@@ -415,24 +447,45 @@ def build_optimizer(config: ExperimentConfig):
 # --------------------------------------------------------------------------
 
 
+class RunDirError(ValueError):
+    """A run folder holds a run that must not be continued or reused here."""
+
+
+def _tmp_name(path: Path) -> Path:
+    """``name.tmp.<suffixes>`` beside ``path`` (the pattern cleaned at start)."""
+    stem, dot, suffixes = path.name.partition(".")
+    return path.with_name(f"{stem}.tmp.{suffixes}" if dot else f"{stem}.tmp")
+
+
+def _atomic(path: Path, write) -> None:
+    """Write ``path`` through a temporary file and ``os.replace``."""
+    tmp = _tmp_name(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    _atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def _atomic_save(model, path: Path, weights_only=False) -> None:
-    suffix = ".weights.h5" if weights_only else ".keras"
-    tmp = path.with_name(path.name.removesuffix(suffix) + ".tmp" + suffix)
-    if weights_only:
-        model.save_weights(tmp)
-    else:
-        model.save(tmp)
-    os.replace(tmp, path)
+    _atomic(path, (lambda tmp: model.save_weights(tmp)) if weights_only
+            else (lambda tmp: model.save(tmp)))
 
 
 class RunFiles:
-    """The files of one run directory."""
+    """The files of one run directory.
+
+    The resume point is one fact: ``checkpoint.keras``, written last at the
+    end of every epoch (atomically), holds the model, the optimizer state and
+    (in the optimizer's step count) the number of epochs done.  Everything
+    else is either written before it (the history, the best weights of that
+    epoch) and cut back to it on resume, or derived from it.
+    """
 
     def __init__(self, out_dir):
         self.dir = Path(out_dir)
@@ -441,7 +494,88 @@ class RunFiles:
         self.best_weights = self.dir / "best.weights.h5"
         self.history = self.dir / "history.csv"
         self.result = self.dir / "result.json"
-        self.state = self.dir / "state.json"
+        self.state = self.dir / "state.json"  # written by older versions only
+        self.init_tables = self.dir / "init_tables.json"
+        self.resumes = self.dir / "resumes.json"
+
+    def best_of_epoch(self, epoch: int) -> Path:
+        """Best weights written at ``epoch``, before that epoch's checkpoint."""
+        return self.dir / f"best-e{int(epoch):04d}.weights.h5"
+
+    def best_candidates(self) -> dict[int, Path]:
+        out = {}
+        for path in self.dir.glob("best-e*.weights.h5"):
+            try:
+                out[int(path.name[len("best-e"):].split(".")[0])] = path
+            except ValueError:
+                continue
+        return out
+
+    def clean_temporary(self) -> list[Path]:
+        """Remove temporary files left by a killed process or a full disk."""
+        removed = []
+        for path in list(self.dir.glob("*.tmp")) + list(self.dir.glob("*.tmp.*")):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+        return removed
+
+    def remove_run(self) -> None:
+        """Delete a run's records, the result first (so none outlives its history)."""
+        for path in [self.result, self.checkpoint, self.history, self.best_weights,
+                     self.state, self.init_tables, self.resumes,
+                     *self.best_candidates().values()]:
+            path.unlink(missing_ok=True)
+
+
+def _provenance(config: ExperimentConfig, data_dir) -> dict:
+    """What a run was made on besides its config: the data and the backend."""
+    import keras
+
+    from laperm import data
+
+    return {"data": data.fingerprint(config.dataset, data_dir),
+            "backend": keras.backend.backend()}
+
+
+def _check_reuse(files: RunFiles, stored: dict, config: ExperimentConfig, provenance: dict,
+                 allow_other_backend: bool) -> None:
+    """Refuse a run folder made with another config, other data or (unless asked) backend."""
+    if stored.get("hash") != config.hash:
+        raise RunDirError(
+            f"{files.dir} holds a run of a different config (hash {stored.get('hash')} "
+            f"vs {config.hash}); choose another folder or delete that one."
+        )
+    made_on = stored.get("provenance")
+    if made_on is None:  # older records: compare what their result says about the data
+        if files.result.exists():
+            scale = json.loads(files.result.read_text()).get("scale", {})
+            seen = (scale.get("n_train", 0) + scale.get("n_val", 0) if config.train_fraction == 1
+                    else None, scale.get("n_test"))
+            now = (provenance["data"]["n_train"] if config.train_fraction == 1 else None,
+                   provenance["data"]["n_test"])
+            if seen != now:
+                raise RunDirError(
+                    f"{files.dir} holds a run made on other {config.dataset} data "
+                    f"({seen[1]} test images, now {now[1]}); choose another folder or "
+                    "delete that one."
+                )
+        return
+    if made_on["data"].get("sha256") != provenance["data"]["sha256"]:
+        raise RunDirError(
+            f"{files.dir} holds a run made on other {config.dataset} data (sha256 "
+            f"{made_on['data'].get('sha256', '?')[:12]}, "
+            f"{made_on['data'].get('n_train')} training and {made_on['data'].get('n_test')} "
+            f"test images; the data now: {provenance['data']['sha256'][:12]}, "
+            f"{provenance['data']['n_train']} and {provenance['data']['n_test']}); choose "
+            "another folder or delete that one."
+        )
+    if made_on.get("backend") != provenance["backend"] and not allow_other_backend:
+        raise RunDirError(
+            f"{files.dir} holds a run made with the Keras backend {made_on.get('backend')!r}, "
+            f"not {provenance['backend']!r}; pass allow_other_backend=True "
+            "(reproduce: --allow-other-backend) to use it anyway."
+        )
 
 
 # --------------------------------------------------------------------------
@@ -454,20 +588,54 @@ def _evaluate(model, dataset) -> tuple[float, float]:
     return float(loss), float(acc)
 
 
-def _is_laperm(optimizer) -> bool:
-    from laperm.optimizer import LaPerm
+def _laperm_of(optimizer):
+    from laperm.optimizer import find_laperm
 
-    return isinstance(optimizer, LaPerm)
+    return find_laperm(optimizer, required=False)
+
+
+def _best_so_far(rows: list[dict]) -> dict:
+    """Best epoch on validation (the first of equals) among history rows."""
+    best = {"best_val_accuracy": -1.0, "best_epoch": None, "test_accuracy_at_best": None}
+    for row in rows:
+        if row["val_accuracy"] > best["best_val_accuracy"]:
+            best = {"best_val_accuracy": float(row["val_accuracy"]),
+                    "best_epoch": int(row["epoch"]),
+                    "test_accuracy_at_best": float(row["test_accuracy"])}
+    return best
+
+
+def _wall_time(rows: list[dict]) -> float:
+    if not rows:
+        return 0.0
+    last = rows[-1].get("wall_time_s")
+    if last is not None and not (isinstance(last, float) and math.isnan(last)):
+        return float(last)
+    return float(sum(r.get("epoch_time_s", 0.0) for r in rows))
+
+
+def _seed_states(model, seed: int, epoch: int) -> None:
+    """Set every random layer's seed state (dropout) from (seed, epoch).
+
+    Keras does not save seed-generator states with a model, so a resumed run
+    would draw other dropout masks; setting them at the start of every epoch
+    makes epoch e's draws a function of (seed, e) in every process.
+    """
+    for i, v in enumerate(v for v in model.variables if v.name == "seed_generator_state"):
+        rng = np.random.default_rng([int(seed), int(epoch), i, 0x5EED])
+        v.assign(np.array([rng.integers(0, 2**31 - 1), 0], dtype=v.dtype))
 
 
 class _EpochEnd:
     """Evaluation on synchronised weights, best-on-validation, checkpoints."""
 
-    def __init__(self, config, model, pipes, files, state, history_rows, progress, t_start):
+    def __init__(self, config, model, pipes, files, rows, progress, wall_before):
         self.config, self.model, self.pipes, self.files = config, model, pipes, files
-        self.state, self.rows, self.progress = state, history_rows, progress
+        self.rows, self.progress = rows, progress
+        self.best = _best_so_far(rows)
         self.t_epoch = time.perf_counter()
-        self.t_start = t_start
+        self.t_start = time.perf_counter()
+        self.wall_before = wall_before
 
     def callback(self):
         import keras
@@ -476,6 +644,7 @@ class _EpochEnd:
 
         class Callback(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
+                _seed_states(outer.model, outer.config.seed, epoch)
                 outer.t_epoch = time.perf_counter()
 
             def on_train_batch_end(self, batch, logs=None):
@@ -488,30 +657,32 @@ class _EpochEnd:
         return Callback()
 
     def epoch_end(self, epoch, logs):
+        from keras import ops
+
         optimizer = self.model.optimizer
-        laperm_run = _is_laperm(optimizer)
+        laperm = _laperm_of(optimizer)
         unsynced_test = np.nan
-        if laperm_run:
-            optimizer.check_finite_sync()
+        epoch_number = epoch + 1
+        if laperm is not None:
+            laperm.check_finite_sync()
             # The weights as they are at the end of the epoch, usually between
-            # two syncs: what the authors' CIFAR notebooks evaluated (hazard 4).
+            # two syncs: what the authors' CIFAR notebooks evaluated.
             unsynced_test = _evaluate(self.model, self.pipes["test"])[1]
-            with optimizer.synchronised():
+            with laperm.synchronised():
                 val_loss, val_acc = _evaluate(self.model, self.pipes["val"])
                 test_loss, test_acc = _evaluate(self.model, self.pipes["test"])
-                improved = val_acc > self.state["best_val_accuracy"]
+                improved = val_acc > self.best["best_val_accuracy"]
                 if improved and self.files is not None:
-                    _atomic_save(self.model, self.files.best_weights, weights_only=True)
+                    _atomic_save(self.model, self.files.best_of_epoch(epoch_number),
+                                 weights_only=True)
         else:
             val_loss, val_acc = _evaluate(self.model, self.pipes["val"])
             test_loss, test_acc = _evaluate(self.model, self.pipes["test"])
-            improved = val_acc > self.state["best_val_accuracy"]
+            improved = val_acc > self.best["best_val_accuracy"]
             if improved and self.files is not None:
-                _atomic_save(self.model, self.files.best_weights, weights_only=True)
-        from keras import ops
-
+                _atomic_save(self.model, self.files.best_of_epoch(epoch_number), weights_only=True)
         row = {
-            "epoch": epoch + 1,
+            "epoch": epoch_number,
             "loss": float(logs.get("loss", np.nan)),
             "train_accuracy": float(logs.get("accuracy", np.nan)),
             "val_loss": val_loss,
@@ -520,26 +691,77 @@ class _EpochEnd:
             "test_accuracy": test_acc,
             "test_accuracy_unsynced": unsynced_test,
             "learning_rate": float(ops.convert_to_numpy(optimizer.learning_rate)),
-            "sync_count": int(ops.convert_to_numpy(optimizer.sync_count)) if laperm_run else 0,
+            "sync_count": int(ops.convert_to_numpy(laperm.sync_count)) if laperm else 0,
             "epoch_time_s": time.perf_counter() - self.t_epoch,
+            "wall_time_s": self.wall_before + time.perf_counter() - self.t_start,
         }
         self.rows.append(row)
         if improved:
-            self.state.update(best_val_accuracy=val_acc, best_epoch=epoch + 1,
-                              test_accuracy_at_best=test_acc)
-        self.state["epochs_done"] = epoch + 1
-        self.state["wall_time_s"] = self.state.get("wall_time_before_s", 0.0) + (
-            time.perf_counter() - self.t_start
-        )
+            self.best = _best_so_far([row])
         if self.files is not None:
-            # Order matters for resuming: history and state first, checkpoint
-            # last; on restart the checkpoint's epoch count is authoritative.
+            # The history (with this epoch) and the best weights first; the
+            # checkpoint last: it is the resume point, and a resume cuts the
+            # history back to the checkpoint's epoch.
             _atomic_write_text(self.files.history, pd.DataFrame(self.rows).to_csv(index=False))
-            self.state["checkpoint_epoch"] = epoch + 1
             _atomic_save(self.model, self.files.checkpoint)
-            _atomic_write_text(self.files.state, json.dumps(self.state, indent=1))
+            for e, path in self.files.best_candidates().items():
+                if e != self.best["best_epoch"]:
+                    path.unlink(missing_ok=True)
         if self.progress is not None:
             self.progress.set_postfix(val_acc=f"{val_acc:.4f}", test_acc=f"{test_acc:.4f}")
+
+
+def _stored_result(files: RunFiles, config: ExperimentConfig):
+    """``(history, result)`` of a finished run in ``files``, or None.
+
+    A result is only returned with the history it describes; a stale result
+    (another config, or a history of another length) is removed.
+    """
+    if not files.result.exists():
+        return None
+    try:
+        result = json.loads(files.result.read_text())
+        history = pd.read_csv(files.history) if files.history.exists() else None
+    except (ValueError, OSError):
+        result, history = {}, None
+    if (history is not None and result.get("config_hash") == config.hash
+            and int(result.get("scale", {}).get("epochs_run", -1)) == len(history)):
+        return history, result
+    files.result.unlink()
+    return None
+
+
+def _resume_point(files: RunFiles, steps_per_epoch: int):
+    """Load the checkpoint; return ``(model, epochs_done, history rows)``."""
+    import keras
+
+    from laperm.optimizer import LaPermStateError
+
+    try:
+        model = keras.models.load_model(files.checkpoint)
+    except LaPermStateError:
+        raise
+    except Exception as exc:
+        raise RunDirError(
+            f"{files.checkpoint} cannot be loaded ({type(exc).__name__}: {str(exc)[:300]}); "
+            "delete it to start the run again from epoch 1."
+        ) from exc
+    from keras import ops
+
+    steps = int(ops.convert_to_numpy(model.optimizer.iterations))
+    done, partial = divmod(steps, steps_per_epoch)
+    if partial:
+        raise RunDirError(
+            f"{files.checkpoint} was saved after {steps} steps, not a whole number of "
+            f"epochs of {steps_per_epoch} steps; delete it to start again."
+        )
+    rows = pd.read_csv(files.history).to_dict("records") if files.history.exists() else []
+    if len(rows) < done:
+        raise RunDirError(
+            f"{files.history} has {len(rows)} epochs but the checkpoint has {done}; "
+            "the folder was changed by hand: delete it to start again."
+        )
+    return model, done, rows[:done]
 
 
 def run(
@@ -549,105 +771,142 @@ def run(
     data_dir=None,
     resume: bool = True,
     progress: bool = True,
+    allow_other_backend: bool = False,
 ) -> tuple[pd.DataFrame, dict]:
     """Train one experiment and measure it honestly.
 
     Args:
         config: the run (see :func:`paper_config` and ``config.replace``).
         out_dir: folder for ``config.json``, ``history.csv``,
-            ``checkpoint.keras`` (resume point), ``best.weights.h5`` (best
+            ``checkpoint.keras`` (the resume point), ``best.weights.h5`` (best
             epoch on validation, synchronised) and ``result.json``.  None keeps
             nothing on disk (and cannot resume).
         data_dir: folder with ``mnist.npz``/``cifar10.npz`` (else
             ``$LAPERM_DATA_DIR``, else download).
         resume: continue from ``out_dir``'s checkpoint when it exists for the
-            same config; a finished run is returned as stored.
+            same config, data and backend; a finished run is returned as
+            stored.  False starts again (the old result is deleted first).
         progress: show a progress bar (tqdm; works in notebooks).
+        allow_other_backend: reuse or continue a run made with another Keras
+            backend.
+
+    A run killed at any moment and started again gives the history of the
+    uninterrupted run: the order and augmentation of epoch e and its dropout
+    masks are functions of (seed, e), and the checkpoint is the only resume
+    point.  The result lists the epochs at which the run was resumed.
 
     Returns:
         ``(history, result)``: a DataFrame with one row per epoch and the
         result record (also written to ``result.json``).
 
     Raises:
-        ValueError: ``out_dir`` holds a run of a different config.
+        RunDirError: ``out_dir`` holds a run of a different config, made on
+            other data, or (unless allowed) with another backend.
+        laperm.data.DataNotFoundError, laperm.data.DataFormatError: the data.
     """
     import keras
 
-    files = RunFiles(out_dir) if out_dir is not None else None
-    env = environment_info()
-    state = {"best_val_accuracy": -1.0, "best_epoch": None, "test_accuracy_at_best": None,
-             "epochs_done": 0, "wall_time_before_s": 0.0}
-    rows: list[dict] = []
-    model = None
-    if files is not None:
-        files.dir.mkdir(parents=True, exist_ok=True)
-        if files.config.exists():
-            stored = json.loads(files.config.read_text())
-            if stored.get("hash") != config.hash:
-                raise ValueError(
-                    f"{files.dir} holds a run of a different config (hash {stored.get('hash')} "
-                    f"vs {config.hash}); choose another out_dir or delete that folder."
-                )
-        if resume and files.result.exists() and files.history.exists():
-            result = json.loads(files.result.read_text())
-            if result.get("config_hash") == config.hash:
-                return pd.read_csv(files.history), result
-        _atomic_write_text(files.config, json.dumps(
-            {"hash": config.hash, "config": config.to_dict()}, indent=1))
-        if resume and files.checkpoint.exists() and files.state.exists():
-            state = json.loads(files.state.read_text())
-            done = int(state["checkpoint_epoch"])
-            rows = pd.read_csv(files.history).to_dict("records")[:done] if files.history.exists() else []
-            state["epochs_done"] = done
-            state["wall_time_before_s"] = state.get("wall_time_s", 0.0)
-            model = keras.models.load_model(files.checkpoint)
+    from laperm.callbacks import NonFiniteGuard
 
-    pipes = prepare_data(config, data_dir)
-    tables = {}
+    # The data first: a missing or damaged file leaves no folder behind.
+    splits = load_splits(config, data_dir)
+    provenance = _provenance(config, data_dir)
+    files = RunFiles(out_dir) if out_dir is not None else None
+    rows: list[dict] = []
+    model, tables, done, resumed_at = None, None, 0, []
+    steps_per_epoch = int(math.ceil(len(splits["train"][0]) / config.batch_size))
+    if files is not None:
+        if files.config.exists():
+            _check_reuse(files, json.loads(files.config.read_text()), config, provenance,
+                         allow_other_backend)
+        files.dir.mkdir(parents=True, exist_ok=True)
+        files.clean_temporary()
+        if not resume:
+            files.remove_run()
+        else:
+            stored = _stored_result(files, config)
+            if stored is not None:
+                return stored
+        _atomic_write_text(files.config, json.dumps(
+            {"hash": config.hash, "config": config.to_dict(), "provenance": provenance},
+            indent=1))
+        if resume and files.checkpoint.exists():
+            model, done, rows = _resume_point(files, steps_per_epoch)
+            tables = (json.loads(files.init_tables.read_text())
+                      if files.init_tables.exists() else {})
+            resumed_at = json.loads(files.resumes.read_text()) if files.resumes.exists() else []
+            if done < config.epochs:
+                resumed_at = sorted(set(resumed_at) | {done})
+                _atomic_write_text(files.resumes, json.dumps(resumed_at))
+            best = _best_so_far(rows)["best_epoch"]
+            for e, path in files.best_candidates().items():
+                if e > done or e != best:
+                    path.unlink(missing_ok=True)  # written after the checkpoint was
+        elif files.history.exists():
+            # A history without its checkpoint cannot be continued: keep it
+            # beside the new run instead of overwriting it.
+            stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+            kept = files.dir / f"history.abandoned-{stamp}.csv"
+            os.replace(files.history, kept)
+            print(f"[laperm] {files.dir}: no checkpoint to resume from; the old history "
+                  f"was kept as {kept.name} and the run starts again.", flush=True)
+            files.remove_run()
+
+    pipes = prepare_data(config, data_dir, first_epoch=done, splits=splits)
     if model is None:
-        model, tables = build_model(config)
+        model, table_frames = build_model(config)
+        tables = json.loads(json.dumps({k: v.to_dict("records") for k, v in table_frames.items()},
+                                       default=_json_default))
+        if files is not None:
+            _atomic_write_text(files.init_tables,
+                               json.dumps(tables, indent=1, default=_json_default))
         model.compile(
             optimizer=build_optimizer(config),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-    initial_epoch = int(state["epochs_done"])
-    remaining = config.epochs - initial_epoch
+    remaining = config.epochs - done
     bar = None
     if progress and remaining > 0:
         from tqdm.auto import tqdm
 
         bar = tqdm(
-            total=remaining * pipes["steps_per_epoch"],
-            desc=f"{config.name} [{config.optimizer}] epochs {initial_epoch + 1}-{config.epochs}",
+            total=remaining * steps_per_epoch,
+            desc=f"{config.name} [{config.optimizer}] epochs {done + 1}-{config.epochs}",
             unit="step", mininterval=1.0,
         )
-    t_start = time.perf_counter()
-    epoch_end = _EpochEnd(config, model, pipes, files, state, rows, bar, t_start)
+    epoch_end = _EpochEnd(config, model, pipes, files, rows, bar, _wall_time(rows))
     lr_callback = keras.callbacks.LearningRateScheduler(
         lambda epoch, lr: learning_rate_at(config.lr_schedule, config.learning_rate, epoch)
     )
     try:
         if remaining > 0:
+            callbacks = [lr_callback, epoch_end.callback()]
+            if _laperm_of(model.optimizer) is not None:
+                callbacks.insert(0, NonFiniteGuard())
             model.fit(
-                pipes["train"], epochs=config.epochs, initial_epoch=initial_epoch, verbose=0,
-                shuffle=False,  # the tf.data pipeline shuffles (seeded)
-                callbacks=[lr_callback, epoch_end.callback()],
+                pipes["train"], epochs=config.epochs, initial_epoch=done,
+                steps_per_epoch=steps_per_epoch, verbose=0, shuffle=False,
+                callbacks=callbacks,
             )
     finally:
         if bar is not None:
             bar.close()
 
     history = pd.DataFrame(rows)
-    optimizer = model.optimizer
-    laperm_run = _is_laperm(optimizer)
-    if laperm_run:
-        with optimizer.synchronised():
+    best = _best_so_far(rows)
+    laperm = _laperm_of(model.optimizer)
+    if laperm is not None:
+        with laperm.synchronised():
             final_val = _evaluate(model, pipes["val"])[1]
             final_test = _evaluate(model, pipes["test"])[1]
     else:
         final_val = _evaluate(model, pipes["val"])[1]
         final_test = _evaluate(model, pipes["test"])[1]
+    if files is not None and best["best_epoch"] is not None:
+        candidate = files.best_candidates().get(best["best_epoch"])
+        if candidate is not None:
+            os.replace(candidate, files.best_weights)
     best_by_test = history.loc[history["test_accuracy"].idxmax()] if len(history) else None
     result: dict[str, Any] = {
         "name": config.name,
@@ -656,8 +915,8 @@ def run(
         "optimizer": config.optimizer,
         "scale": {
             "label": config.scale_label,
-            "is_reduced": config.is_reduced,
-            "epochs_run": int(state["epochs_done"]),
+            "is_reduced": not config.is_paper_scale,
+            "epochs_run": len(rows),
             "paper_epochs": config.paper_epochs,
             "train_fraction": config.train_fraction,
             "n_train": pipes["n_train"],
@@ -665,19 +924,22 @@ def run(
             "n_test": pipes["n_test"],
         },
         "test_set": pipes["test_note"],
-        "evaluated_on_synchronised_weights": laperm_run,
+        "evaluated_on_synchronised_weights": laperm is not None,
         "final_val_accuracy": final_val,
         "final_test_accuracy": final_test,
-        "best_epoch": state["best_epoch"],
-        "best_val_accuracy": state["best_val_accuracy"],
-        "test_accuracy_at_best_val": state["test_accuracy_at_best"],
+        "best_epoch": best["best_epoch"],
+        "best_val_accuracy": best["best_val_accuracy"],
+        "test_accuracy_at_best_val": best["test_accuracy_at_best"],
         "best_test_accuracy_any_epoch": (
             float(best_by_test["test_accuracy"]) if best_by_test is not None else None
         ),
         "paper_accuracy": PAPER_ACCURACY.get(config.name),
-        "wall_time_s": float(state.get("wall_time_s", 0.0)),
-        "init_tables": {k: v.to_dict("records") for k, v in tables.items()},
-        **env,
+        "wall_time_s": _wall_time(rows),
+        "resumed_at_epochs": resumed_at,
+        "data_order": "epoch e's batches, augmentation and dropout are functions of (seed, e)",
+        "provenance": provenance,
+        "init_tables": tables,
+        **environment_info(),
     }
     if files is not None:
         _atomic_write_text(files.result, json.dumps(result, indent=1, default=_json_default))

@@ -3,7 +3,7 @@
 Every factory returns an *uncompiled* :class:`keras.Model` named after the
 architecture (``"conv7"``, ``"resnet50"``, ...), built exactly as described in
 the paper (Qiu & Suda, *Train-by-Reconnect*, NeurIPS 2020, Section 5) and in
-``SPEC.md`` section 4 of this project.
+the authors' published notebooks and weight files.
 
 The layer *creation order* of every model matches the authors' Keras 2 weight
 files, so their published checkpoints load with ``model.load_weights(path)``:
@@ -94,7 +94,7 @@ def _dense(units, *, activation=None, use_bias=True, bias_initializer="he_unifor
 # MNIST: Conv7 (Section 5.1), F1 / F2 (Section 5.5)
 # --------------------------------------------------------------------------- #
 def conv7(input_shape=MNIST_SHAPE, num_classes: int = 10) -> keras.Model:
-    """Conv7, the 7-layer MNIST convnet of Section 5.1 (SPEC 4).
+    """Conv7, the 7-layer MNIST convnet of Section 5.1.
 
     Conv32 k3 - Conv32 k3 - Conv32 k5 stride 2 "same" - Dropout .4 -
     Conv64 k3 - Conv64 k3 - Conv64 k5 stride 2 "same" - Dropout .4 -
@@ -128,7 +128,7 @@ def conv7(input_shape=MNIST_SHAPE, num_classes: int = 10) -> keras.Model:
 
 def f1(use_bias: bool = False, input_shape=MNIST_FLAT_SHAPE,
        num_classes: int = 10) -> keras.Model:
-    """F1, the single-layer MNIST classifier of Section 5.5 (SPEC 4).
+    """F1, the single-layer MNIST classifier of Section 5.5.
 
     Flatten - Dense softmax, He-uniform kernel, no regularisation.  In the
     paper the model has no bias (its kernel is initialised to one shared
@@ -154,7 +154,7 @@ def f1(use_bias: bool = False, input_shape=MNIST_FLAT_SHAPE,
 
 def f2(use_bias: bool = False, input_shape=MNIST_FLAT_SHAPE,
        num_classes: int = 10) -> keras.Model:
-    """F2, the three-layer MNIST MLP of Section 5.5 (SPEC 4).
+    """F2, the three-layer MNIST MLP of Section 5.5.
 
     Flatten - Dense128 ReLU - Dense64 ReLU - Dense softmax, He-uniform
     kernels, L2 1e-4 on the two hidden kernels, no biases in the paper.
@@ -184,7 +184,7 @@ def f2(use_bias: bool = False, input_shape=MNIST_FLAT_SHAPE,
 # CIFAR-10: Conv2 / Conv4 / Conv13 (Sections 5.2, 5.4)
 # --------------------------------------------------------------------------- #
 def _cifar_conv(x, filters):
-    """3x3 "same" conv with L2 1e-4, then ReLU, then BatchNorm (SPEC 4)."""
+    """3x3 "same" conv with L2 1e-4, then ReLU, then BatchNorm."""
     x = _conv(filters, 3, padding="same", activation="relu", kernel_regularizer=_l2())(x)
     return layers.BatchNormalization()(x)
 
@@ -202,7 +202,7 @@ def _small_head(x, num_classes):
 
 
 def conv2(input_shape=CIFAR10_SHAPE, num_classes: int = 10) -> keras.Model:
-    """Conv2, the 2-conv CIFAR-10 network of Sections 5.2 and 5.4 (SPEC 4).
+    """Conv2, the 2-conv CIFAR-10 network of Sections 5.2 and 5.4.
 
     C64 - Dropout .3 - C64 - MaxPool2 - head, where every C is a 3x3 "same"
     conv followed by ReLU then BatchNorm, and the head is Flatten - Dense256 -
@@ -226,7 +226,7 @@ def conv2(input_shape=CIFAR10_SHAPE, num_classes: int = 10) -> keras.Model:
 
 
 def conv4(input_shape=CIFAR10_SHAPE, num_classes: int = 10) -> keras.Model:
-    """Conv4, the 4-conv CIFAR-10 network of Sections 5.2 and 5.4 (SPEC 4).
+    """Conv4, the 4-conv CIFAR-10 network of Sections 5.2 and 5.4.
 
     C64 - Dropout .3 - C64 - MaxPool2 - C128 - Dropout .4 - C128 - MaxPool2 -
     head (as in :func:`conv2`).
@@ -256,7 +256,7 @@ _CONV13_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 
 
 
 def conv13(input_shape=CIFAR10_SHAPE, num_classes: int = 10) -> keras.Model:
-    """Conv13, the VGG-16-style CIFAR-10 network of Sections 5.2 and 5.4 (SPEC 4).
+    """Conv13, the VGG-16-style CIFAR-10 network of Sections 5.2 and 5.4.
 
     Widths 64,64,P,128,128,P,256,256,256,P,512,512,512,P,512,512,512,P
     (P = MaxPool2), each conv 3x3 "same" + ReLU + BatchNorm with L2 1e-4.
@@ -302,7 +302,7 @@ def _res_conv(filters, kernel_size=3, strides=1):
 
 
 def resnet(depth: int = 50, input_shape=CIFAR10_SHAPE, num_classes: int = 10) -> keras.Model:
-    """CIFAR ResNet v1 of depth ``6n + 2`` (He et al. 2016), Section 5.4 (SPEC 4).
+    """CIFAR ResNet v1 of depth ``6n + 2`` (He et al. 2016), Section 5.4.
 
     ``depth=50`` (n = 8) is the paper's "ResNet50" (about 0.76 M parameters;
     *not* the ImageNet ResNet-50).  A unit is Conv 3x3 "same" (He-uniform

@@ -33,8 +33,16 @@ from laperm.sync_schedules import SyncPeriodSchedule, deserialize_sync_period
 NORMALIZATION_VARIABLE_NAMES = ("gamma", "beta")
 
 
+#: The largest sync period: k is stored in an int32 variable.
+MAX_SYNC_PERIOD = 2**31 - 1
+
+
 class NonFiniteWeightsError(FloatingPointError):
     """Raised when a weight vector holds NaN or inf at a sync."""
+
+
+class LaPermStateError(ValueError):
+    """A saved LaPerm state does not fit the model it is loaded into."""
 
 
 def _validate_sync_period(value, name="sync_period"):
@@ -46,9 +54,54 @@ def _validate_sync_period(value, name="sync_period"):
             f"laperm.SyncPeriodSchedule; received {value!r} "
             f"of type {type(value).__name__}."
         )
-    if int(value) < 1:
-        raise ValueError(f"`{name}` must be >= 1; received {value!r}.")
+    if not 1 <= int(value) <= MAX_SYNC_PERIOD:
+        raise ValueError(
+            f"`{name}` must be between 1 and {MAX_SYNC_PERIOD} (2**31 - 1); "
+            f"received {value!r}."
+        )
     return int(value)
+
+
+def _validate_inner_optimizer(inner):
+    """Refuse inner-optimizer options that break the permutation invariant."""
+    if getattr(inner, "use_ema", False):
+        raise ValueError(
+            "LaPerm cannot wrap an inner optimizer with use_ema=True: at the end "
+            "of `fit` Keras writes the moving averages of the weights into the "
+            "model, and an average of permutations of theta_0 is not a "
+            "permutation of theta_0. Create the inner optimizer with "
+            "use_ema=False (the default)."
+        )
+
+
+def find_laperm(obj, required: bool = True):
+    """The :class:`LaPerm` optimizer of a model or optimizer, through wrappers.
+
+    Keras wraps the optimizer of a model compiled under the
+    ``"mixed_float16"`` policy in a ``LossScaleOptimizer``; this looks through
+    such wrappers (anything with an ``inner_optimizer``).
+
+    Args:
+        obj: a compiled ``keras.Model``, or an optimizer.
+        required: raise if there is no LaPerm optimizer (else return None).
+
+    Returns:
+        The :class:`LaPerm` instance, or None when ``required=False`` and
+        there is none.
+
+    Raises:
+        ValueError: no LaPerm optimizer found and ``required`` is True.
+    """
+    optimizer = getattr(obj, "optimizer", obj) if isinstance(obj, keras.Model) else obj
+    seen = optimizer
+    while optimizer is not None and not isinstance(optimizer, LaPerm):
+        optimizer = getattr(optimizer, "inner_optimizer", None)
+    if optimizer is None and required:
+        raise ValueError(
+            "Expected a model compiled with a laperm.LaPerm optimizer (possibly "
+            f"inside a LossScaleOptimizer); found {type(seen).__name__}."
+        )
+    return optimizer
 
 
 @keras.saving.register_keras_serializable(package="laperm")
@@ -80,6 +133,22 @@ class LaPerm(keras.optimizers.Optimizer):
         reset_inner_state: also zero the inner optimizer's slots (e.g. Adam
             moments, not its step count) at every sync.  Off in the paper.
         name: optimizer name.
+
+    Inner-optimizer options: clipping (``clipnorm``, ``global_clipnorm``,
+    ``clipvalue``), weight decay (AdamW), momentum and
+    ``gradient_accumulation_steps`` keep the invariant (the weights are a
+    permutation of theta_0 after every sync); ``use_ema=True`` is refused.
+
+    Non-finite weights: a sync that meets NaN or inf leaves the weights as
+    they are (the inner step had already written them), does not advance the
+    counters, and records the variable and the step;
+    :class:`NonFiniteWeightsError` is raised at once in eager code, by the
+    callback :class:`laperm.NonFiniteGuard` after the batch, and at the end of
+    ``fit`` otherwise (on every backend).
+
+    Saving: ``model.save`` stores sorted theta_0 and the exact choice of
+    permuted variables; ``keras.models.load_model`` restores both, or raises
+    :class:`LaPermStateError` when the saved state does not fit the model.
     """
 
     def __init__(
@@ -93,6 +162,7 @@ class LaPerm(keras.optimizers.Optimizer):
         name: str | None = None,
         **kwargs,
     ):
+        permuted_mask = kwargs.pop("permuted_mask", None)  # written by get_config
         if kwargs:
             raise ValueError(
                 f"LaPerm does not take argument(s) {sorted(kwargs)}; set "
@@ -102,6 +172,8 @@ class LaPerm(keras.optimizers.Optimizer):
         self.inner_optimizer = keras.optimizers.get(inner_optimizer)
         if isinstance(self.inner_optimizer, LaPerm):
             raise ValueError("LaPerm cannot wrap another LaPerm optimizer.")
+        _validate_inner_optimizer(self.inner_optimizer)
+        self._permuted_mask = None if permuted_mask is None else [bool(b) for b in permuted_mask]
         self._sync_period_value = _validate_sync_period(sync_period)
         self.skip_bias = bool(skip_bias)
         self.skip_bn = bool(skip_bn)
@@ -263,9 +335,22 @@ class LaPerm(keras.optimizers.Optimizer):
             shape=(), dtype="int32", initializer=keras.initializers.Constant(-1),
             name="nonfinite_variable_index",
         )
-        self._permuted_indices = [
-            i for i, v in enumerate(var_list) if self.should_permute(v)
-        ]
+        if self._permuted_mask is not None:
+            # Restored from a saved model: the choice made when theta_0 was
+            # captured, not a new match of names (variable paths can change
+            # when a model is reloaded).
+            if len(self._permuted_mask) != len(var_list):
+                raise LaPermStateError(
+                    f"This LaPerm optimizer was saved for {len(self._permuted_mask)} "
+                    f"trainable variables but the model has {len(var_list)}; it "
+                    "cannot be restored into this model."
+                )
+            self._permuted_indices = [i for i, keep in enumerate(self._permuted_mask) if keep]
+        else:
+            self._permuted_indices = [
+                i for i, v in enumerate(var_list) if self.should_permute(v)
+            ]
+            self._permuted_mask = [i in set(self._permuted_indices) for i in range(len(var_list))]
         self._sorted0 = []
         for i in self._permuted_indices:
             v = var_list[i]
@@ -278,6 +363,44 @@ class LaPerm(keras.optimizers.Optimizer):
             )
             sorted0.assign(rows)
             self._sorted0.append(sorted0)
+        # Created last, so that states saved before it existed still load
+        # (see `load_own_variables`).
+        self._nonfinite_step = self.add_variable(
+            shape=(), dtype="int64", initializer=keras.initializers.Constant(-1),
+            name="nonfinite_step",
+        )
+
+    def load_own_variables(self, store):
+        """Restore the saved state exactly, or raise :class:`LaPermStateError`.
+
+        Keras's default skips a mismatched optimizer state with only a warning;
+        for LaPerm that would silently re-capture theta_0 from trained weights.
+        """
+        variables = self.variables
+        n_saved = len(store.keys())
+        if n_saved == 0 and not self.built:
+            return
+        own = self._variables
+        legacy = n_saved == len(variables) - 1 and self.built  # saved before `nonfinite_step`
+        targets = [v for v in variables if v is not self._nonfinite_step] if legacy else variables
+        if n_saved != len(targets):
+            raise LaPermStateError(
+                f"Cannot restore the LaPerm optimizer '{self.name}': the saved state "
+                f"has {n_saved} variables but this optimizer has {len(variables)} "
+                f"({len(own)} of LaPerm's own, including sorted theta_0 of "
+                f"{len(getattr(self, '_sorted0', []))} permuted variables). The saved "
+                "sorted theta_0 would be lost; load the model into the architecture "
+                "it was saved from."
+            )
+        for i, variable in enumerate(targets):
+            value = store[str(i)]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise LaPermStateError(
+                    f"Cannot restore the LaPerm optimizer '{self.name}': saved variable "
+                    f"{i} has shape {tuple(value.shape)} but '{variable.path}' has "
+                    f"{tuple(variable.shape)}."
+                )
+            variable.assign(value)
 
     def _require_built(self, what):
         if not self.built:
@@ -322,22 +445,14 @@ class LaPerm(keras.optimizers.Optimizer):
 
     def _synced_values(self, variables):
         """New values for ``variables`` after a sync and a non-finite flag."""
-        new_values, bad_index = [], ops.convert_to_tensor(-1, "int32")
+        bad_index = ops.convert_to_tensor(-1, "int32")
         for position in reversed(range(len(variables))):
-            v = variables[position]
-            finite = lops.all_finite(v.value)
+            finite = lops.all_finite(variables[position].value)
             bad_index = ops.where(finite, bad_index, position)
-        for v, sorted0 in zip(variables, self._sorted0):
-            value = v.value
-            if keras.backend.backend() == "tensorflow":
-                import tensorflow as tf
-
-                value = tf.debugging.check_numerics(
-                    value,
-                    f"LaPerm: non-finite weights in variable '{v.path}' at a "
-                    "sync; nothing was overwritten",
-                )
-            new_values.append(lops.permute_to_ranks(value, sorted0.value))
+        new_values = [
+            lops.permute_to_ranks(v.value, sorted0.value)
+            for v, sorted0 in zip(variables, self._sorted0)
+        ]
         return new_values, bad_index
 
     def _after_inner_step(self):
@@ -367,14 +482,22 @@ class LaPerm(keras.optimizers.Optimizer):
         new_values, new_slots, bad_index = ops.cond(
             do_sync, sync_branch, no_sync_branch
         )
+        # A sync that met NaN/inf changes nothing and is not counted.
+        synced = ops.logical_and(do_sync, ops.equal(bad_index, -1))
+        failed = ops.logical_and(do_sync, ops.not_equal(bad_index, -1))
         for v, value in zip(variables, new_values):
             v.assign(value)
         for s, value in zip(slots, new_slots):
             s.assign(value)
-        self._steps_since_sync.assign(ops.where(do_sync, 0, steps))
-        self._sync_count.assign_add(ops.cast(do_sync, "int32"))
+        self._steps_since_sync.assign(ops.where(synced, 0, steps))
+        self._sync_count.assign_add(ops.cast(synced, "int32"))
+        first_failure = ops.logical_and(failed, ops.equal(self._nonfinite_index.value, -1))
         self._nonfinite_index.assign(
-            ops.where(ops.equal(bad_index, -1), self._nonfinite_index.value, bad_index)
+            ops.where(first_failure, bad_index, self._nonfinite_index.value)
+        )
+        self._nonfinite_step.assign(
+            ops.where(first_failure, ops.cast(self.iterations, "int64"),
+                      self._nonfinite_step.value)
         )
         if _executing_eagerly(self._nonfinite_index):
             self.check_finite_sync()
@@ -383,20 +506,24 @@ class LaPerm(keras.optimizers.Optimizer):
     def check_finite_sync(self):
         """Raise :class:`NonFiniteWeightsError` if a sync met NaN/inf weights.
 
-        Under TensorFlow the error is raised inside the train step itself;
-        under other backends in compiled code, the sync is skipped (nothing
-        overwritten) and this check (called by :func:`laperm.experiment.run`
-        after every epoch) raises it.
+        Inside compiled train steps (every backend) a sync that meets
+        non-finite weights is skipped and recorded; this eager check raises
+        it.  It runs after every eager ``apply``, after every batch under the
+        callback :class:`laperm.NonFiniteGuard` (which
+        :func:`laperm.experiment.run` uses), and at the end of ``fit``.
         """
         if not self.built:
             return
         index = int(ops.convert_to_numpy(self._nonfinite_index))
         if index >= 0:
             name = self.permuted_variables[index].path
+            step = int(ops.convert_to_numpy(self._nonfinite_step))
             raise NonFiniteWeightsError(
-                f"LaPerm: non-finite weights in variable '{name}' at a sync; "
-                "nothing was overwritten. Lower the learning rate or check "
-                "the data."
+                f"LaPerm: non-finite weights (NaN or inf) in variable '{name}' at the "
+                f"sync after step {step}. The inner optimizer's step had already "
+                "written them into the model, so the model's weights are not a "
+                "permutation of theta_0 now; the sync was skipped and not counted. "
+                "Lower the learning rate or check the data."
             )
 
     def synced_values(self) -> list:
@@ -412,8 +539,8 @@ class LaPerm(keras.optimizers.Optimizer):
         for v in variables:
             if not bool(ops.convert_to_numpy(lops.all_finite(v.value))):
                 raise NonFiniteWeightsError(
-                    f"LaPerm: non-finite weights in variable '{v.path}'; "
-                    "nothing was overwritten."
+                    f"LaPerm: non-finite weights (NaN or inf) in variable "
+                    f"'{v.path}'; they cannot be synchronised."
                 )
 
     def sync_now(self):
@@ -429,7 +556,8 @@ class LaPerm(keras.optimizers.Optimizer):
         """Temporarily put synchronised weights in the model.
 
         For evaluating LaPerm on weights that are a permutation of theta_0
-        (SPEC hazard 4) without changing the training trajectory::
+        without changing the training trajectory (the authors' CIFAR notebooks
+        evaluated the unsynchronised weights instead)::
 
             with optimizer.synchronised():
                 model.evaluate(x_val, y_val)
@@ -446,6 +574,8 @@ class LaPerm(keras.optimizers.Optimizer):
                 v.assign(value)
 
     def finalize_variable_values(self, var_list):
+        """Called by Keras at the end of ``fit``: raise on a skipped sync."""
+        self.check_finite_sync()
         self.inner_optimizer.finalize_variable_values(var_list)
 
     # --------------------------------------------------------- serialising
@@ -453,7 +583,7 @@ class LaPerm(keras.optimizers.Optimizer):
         period = self._sync_period_value
         if isinstance(period, SyncPeriodSchedule):
             period = keras.saving.serialize_keras_object(period)
-        return {
+        config = {
             "name": self.name,
             "inner_optimizer": keras.saving.serialize_keras_object(
                 self.inner_optimizer
@@ -464,6 +594,9 @@ class LaPerm(keras.optimizers.Optimizer):
             "exclude": list(self._exclude_names),
             "reset_inner_state": self.reset_inner_state,
         }
+        if self._permuted_mask is not None:
+            config["permuted_mask"] = list(self._permuted_mask)
+        return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

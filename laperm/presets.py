@@ -1,7 +1,8 @@
-"""The paper's LaPerm settings per experiment (SPEC 3 and 5).
+"""The paper's LaPerm settings per experiment (the authors' results table and
+training settings).
 
-Where the authors' notebook and their results table disagree (SPEC 6, hazard
-1) both are given: the table's value under the plain name, the notebook's with
+Where the authors' notebook and their results table disagree on the sync
+period k (Conv7: 20 vs 1200; ResNet50: 800 vs 400) both are given: the table's value under the plain name, the notebook's with
 a ``_notebook`` suffix.
 """
 

@@ -22,6 +22,14 @@ class ChecksumError(ValueError):
     """A weight file does not match the sha256 in the manifest."""
 
 
+class ManifestError(ValueError):
+    """``manifest.json`` is truncated, not valid JSON, or not a manifest."""
+
+
+class ManifestNotFoundError(FileNotFoundError):
+    """There is no ``manifest.json`` in the weights folder."""
+
+
 def sha256(path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -34,14 +42,62 @@ def _directory(directory) -> Path:
     return Path(directory) if directory is not None else PRETRAINED_DIR
 
 
-def manifest(directory=None) -> dict:
-    """The manifest: ``{name: metadata}`` (empty when there is none)."""
+#: The keys every manifest entry needs to be loaded.
+_REQUIRED_KEYS = ("file", "sha256", "config")
+
+
+def _how_to_fix(directory) -> str:
+    if directory is None:
+        return ("pretrained/manifest.json is part of the repository: restore it with "
+                "`git checkout -- pretrained/manifest.json` or re-clone the repository, or "
+                "re-export the runs with `python -m laperm.reproduce <experiment> --export`")
+    return ("re-export the weights into that folder with "
+            "`laperm.pretrained.export(run_dir, name, directory=...)`")
+
+
+def manifest(directory=None, *, missing_ok: bool = False) -> dict:
+    """The manifest: ``{name: metadata}``.
+
+    Args:
+        directory: folder with ``manifest.json`` (default: ``pretrained/``).
+        missing_ok: return ``{}`` when there is no manifest (a new folder).
+
+    Raises:
+        ManifestNotFoundError: no ``manifest.json`` (unless ``missing_ok``).
+        ManifestError: the file is truncated, not JSON, or not a manifest
+            (the message names the file and how to restore it).
+    """
     path = _directory(directory) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.is_file():
+        if missing_ok:
+            return {}
+        raise ManifestNotFoundError(
+            f"No weights manifest at {path}: {_how_to_fix(directory)}."
+        )
+    try:
+        entries = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(
+            f"The weights manifest {path} is damaged or truncated (not valid JSON: {exc}); "
+            f"{_how_to_fix(directory)}."
+        ) from None
+    if not isinstance(entries, dict):
+        raise ManifestError(
+            f"The weights manifest {path} is not a manifest (a JSON object of entries is "
+            f"expected, found {type(entries).__name__}); {_how_to_fix(directory)}."
+        )
+    for name, meta in entries.items():
+        missing = [k for k in _REQUIRED_KEYS if not isinstance(meta, dict) or k not in meta]
+        if missing:
+            raise ManifestError(
+                f"The weights manifest {path} is damaged: entry {name!r} lacks "
+                f"{', '.join(missing)}; {_how_to_fix(directory)}."
+            )
+    return entries
 
 
 def available(directory=None) -> list[str]:
-    """Names of the stored weights."""
+    """Names of the stored weights (raises like :func:`manifest`)."""
     return sorted(manifest(directory))
 
 
@@ -57,6 +113,8 @@ def load(name: str, directory=None):
 
     Raises:
         ValueError: unknown name (the message lists the available ones).
+        ManifestNotFoundError: the folder has no ``manifest.json``.
+        ManifestError: ``manifest.json`` is damaged or truncated.
         ChecksumError: the file's sha256 differs from the manifest's.
     """
     from laperm.experiment import ExperimentConfig, build_model
@@ -131,7 +189,7 @@ def export(run_dir, name: str, directory=None) -> dict:
         "commit": result["commit"],
         "sha256": sha256(target_dir / file),
     }
-    entries = manifest(directory)
+    entries = manifest(directory, missing_ok=True)
     entries[name] = entry
     tmp = target_dir / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))

@@ -12,6 +12,10 @@ suffixes name a reduced run's epochs and share of the training set, so a
 reduced run and the paper-scale run of one experiment never share a folder.
 ``--export`` copies a finished run's best synchronised weights to
 ``pretrained/`` with a manifest entry.
+
+Exit codes: 0 every run finished; 2 a mistake to fix (a bad option value, an
+unknown experiment, missing or damaged data, a run folder holding another
+config, other data or another Keras backend), told in one line on stderr.
 """
 
 from __future__ import annotations
@@ -35,27 +39,93 @@ def run_name(cfg) -> str:
     return name
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (``--epochs``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    """argparse type: a seed, a whole number from 0 to 2**32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number >= 0, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"seeds must be from 0 to 2**32 - 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a share in (0, 1] (``--train-fraction``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in (0, 1], e.g. 0.25, got {text!r}") from None
+    if not 0 < value <= 1:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in (0, 1] (a share of the training set), "
+                                         f"got {text}")
+    return value
+
+
+def _user_errors() -> tuple:
+    """Exceptions of :func:`run` that are the user's to fix: one line, exit code 2."""
+    from laperm import data, experiment
+
+    # RunDirError: the folder holds another config, other data or another backend.
+    return (getattr(experiment, "RunDirError", ValueError), data.DataNotFoundError,
+            data.DataFormatError)
+
+
+def _remove_if_stray(out_dir: Path) -> None:
+    """Remove a run folder this command created that holds nothing but ``config.json``."""
+    if out_dir.is_dir() and {p.name for p in out_dir.iterdir()} <= {"config.json"}:
+        for p in out_dir.iterdir():
+            p.unlink()
+        out_dir.rmdir()
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m laperm.reproduce", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="python -m laperm.reproduce", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiments", nargs="+", help=f"one of: {', '.join(EXPERIMENTS)}")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=_seed, nargs="+", default=[0],
+                        help="seeds (whole numbers >= 0; default: 0)")
     parser.add_argument("--baseline", action="store_true", help="also run the plain-Adam baseline")
     parser.add_argument("--only-baseline", action="store_true")
-    parser.add_argument("--epochs", type=int, help="override the number of epochs (reduced run)")
-    parser.add_argument("--train-fraction", type=float, help="reduced run: share of training set")
+    parser.add_argument("--epochs", type=_positive_int,
+                        help="override the number of epochs (>= 1; reduced run)")
+    parser.add_argument("--train-fraction", type=_fraction,
+                        help="reduced run: share of the training set, in (0, 1]")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--export", action="store_true", help="export best weights to pretrained/")
+    parser.add_argument("--allow-other-backend", action="store_true",
+                        help="resume or reuse a run folder written under another Keras backend")
     args = parser.parse_args(argv)
     unknown = [e for e in args.experiments if e not in EXPERIMENTS]
     if unknown:
         parser.error(f"unknown experiment(s) {unknown}; valid: {', '.join(EXPERIMENTS)}")
+    user_errors = _user_errors()
+    run_options = {"allow_other_backend": True} if args.allow_other_backend else {}
     for name in args.experiments:
         for seed in args.seeds:
             changes = {"seed": seed}
-            if args.epochs:
+            if args.epochs is not None:
                 changes["epochs"] = args.epochs
-            if args.train_fraction:
+            if args.train_fraction is not None:
                 changes["train_fraction"] = args.train_fraction
             cfg = paper_config(name, **changes)
             configs = [] if args.only_baseline else [cfg]
@@ -64,7 +134,15 @@ def main(argv=None) -> int:
             for c in configs:
                 out_dir = args.out / run_name(c)
                 print(f"== {run_name(c)}: {c.scale_label} -> {out_dir}", flush=True)
-                _, result = run(c, out_dir)
+                existed = out_dir.exists()
+                try:
+                    _, result = run(c, out_dir, **run_options)
+                except user_errors as exc:
+                    if not existed:
+                        _remove_if_stray(out_dir)
+                    message = " ".join(str(exc).split()) or type(exc).__name__
+                    print(f"error: {message}", file=sys.stderr)
+                    return 2
                 print(
                     f"   best epoch {result['best_epoch']} val {result['best_val_accuracy']:.4f} "
                     f"test@best {result['test_accuracy_at_best_val']:.4f} "

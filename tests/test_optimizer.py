@@ -238,17 +238,19 @@ def test_synchronised_context_evaluates_on_a_permutation_and_restores():
     assert int(ops.convert_to_numpy(opt.sync_count)) == 1
 
 
-def test_nonfinite_weights_raise_naming_the_variable_before_overwrite():
+def test_nonfinite_weights_raise_naming_the_variable_and_step_eagerly():
     variables = [keras.Variable(np.ones((3, 2), "float32"), name="w")]
     opt = laperm.LaPerm(keras.optimizers.SGD(0.1), sync_period=1)
     opt.build(variables)
     variables[0].assign(np.array([[1, np.nan], [2, 3], [4, 5]], "float32"))
     before = ops.convert_to_numpy(variables[0].value).copy()
-    with pytest.raises(Exception, match="non-finite weights in variable 'w'"):
+    with pytest.raises(laperm.NonFiniteWeightsError,
+                       match="variable 'w' at the sync after step 1.*already written"):
         opt.apply([ops.zeros((3, 2))], variables)
     after = ops.convert_to_numpy(variables[0].value)
     np.testing.assert_array_equal(np.isnan(after), np.isnan(before))
     np.testing.assert_array_equal(after[~np.isnan(after)], before[~np.isnan(before)])
+    assert int(ops.convert_to_numpy(opt.sync_count)) == 0  # the skipped sync is not counted
 
 
 def test_permutation_recorder_captures_each_sync():

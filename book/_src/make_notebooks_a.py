@@ -326,7 +326,8 @@ learned is entirely in *where* the values sit. Sections 3 and 4 look at that.
         md(r"""
 ## (c) ImageNet-trained VGG16 (optional, needs a download)
 
-The paper's section 2 figures use ImageNet-trained Keras applications (SPEC hazard 5); for
+The paper's section 2 figures use ImageNet-trained Keras applications, whose weights need a
+download; for
 example VGG16's `fc1` kernel is 25088 x 4096. The weights (about 530 MB) are downloaded by
 `keras.applications.VGG16(weights="imagenet")` on first use, so this part only runs with
 the parameter `imagenet=True` (`laperm run 02_weight_profiles -p imagenet true`). For speed
@@ -980,9 +981,9 @@ def nb06():
 # 6. The authors' published checkpoints
 
 The authors released Keras weight files for seven of their trained networks
-{cite}`qiu2020train`. We load each into the matching model from `laperm.models` (built as
-described in SPEC section 4; F1 and F2 with zero biases, because the files store a bias
-per Dense layer) and measure test accuracy against the published numbers. We also check
+{cite}`qiu2020train`. We load each into the matching model from `laperm.models` (built
+with the authors' layers in their order, since the files load by position; F1 and F2 with
+zero biases, because the files store a bias per Dense layer) and measure test accuracy against the published numbers. We also check
 what the files say about the training method: the share of zero weights must match the
 pruning rate p, and the shared-value networks F1 and F2 must hold exactly two values,
 $\{0, v\}$.
@@ -1129,7 +1130,7 @@ if len(results):
             .hide(axis="index"))
 ''', "hide-input"),
         md(r"""
-"published" is the authors' README table (SPEC section 3, `laperm.experiment.PAPER_ACCURACY`).
+"published" is the results table of the authors' README (`laperm.experiment.PAPER_ACCURACY`).
 "measured" is this execution. The figure puts the two side by side, with an error bar of
 plus or minus two standard errors on each measurement.
 """),

@@ -47,15 +47,17 @@ def plot_curves(runs, paper_lines=None, suptitle=None):
 CURVES_MD = """
 Curves per epoch: validation accuracy (left; the split that picks the best epoch) and test
 accuracy (right). Every LaPerm point is measured on **synchronised** weights, i.e. on a
-permutation of $\\theta_0$, even when the epoch did not end on a sync (SPEC hazard 4).
+permutation of $\\theta_0$, even when the epoch did not end on a sync (the authors' CIFAR
+notebooks evaluated unsynchronised weights).
 """
 
 TABLE_MD = """
 How to read the table: *best val acc* is the best epoch on the validation split held out of
 the training set; *test acc at best val* is the test accuracy of that epoch (our headline
 number); *best test acc, any epoch* picks the epoch on the test set itself, as the authors'
-notebooks did (SPEC hazard 2), and is optimistic. *paper* is the paper's reported test
-accuracy (SPEC table), never a number of ours; *syncs* counts the syncs that happened during
+notebooks did (they chose the best epoch on the test set), and is optimistic. *paper* is
+the paper's reported test accuracy (the results table of the authors' README), never a
+number of ours; *syncs* counts the syncs that happened during
 training; *p* is the share of kernel weights that are zero at initialisation.
 """
 
@@ -96,7 +98,8 @@ LaPerm and compares it with plain Adam on the same model, data, augmentation and
 schedule ($10^{-3} \times 0.95^{\text{epoch}}$, batch 50, 45 epochs). Conv7 is one of the few
 models where LaPerm also permutes the biases. The paper reports **99.72 %** test accuracy.
 
-**Which k?** The authors' material disagrees with itself (SPEC, hazard 1): the Conv7 notebook
+**Which k?** The authors' material disagrees with itself (their notebook and their results table
+give different sync periods): the Conv7 notebook
 syncs every **k = 20** steps, while the results table lists **k = 1200**. We run both
 (`paper_config("conv7_k20")` and `paper_config("conv7")`); the paper's 99.72 % belongs to
 the table, i.e. to k = 1200.
@@ -107,7 +110,8 @@ paper's scale (45 epochs of 1100 steps) there are about 41 syncs. The `cpu` prof
 123 times. Every accuracy below is nonetheless measured on synchronised weights (the
 evaluation puts a permutation of $\theta_0$ in the model), so even a k = 1200 run that has
 hardly synced is judged as a permutation of its initial weights. Best epochs are chosen on a
-validation split of 5000 training images (never on the test set, SPEC hazard 2); the test set
+validation split of 5000 training images (never on the test set, where the authors chose
+it); the test set
 is the full MNIST test set (10000 images).
 """),
         params(*NB51_NAMES),
@@ -250,7 +254,7 @@ far fewer steps, **k is reduced too: k = 50 in the `cpu` profile instead of the 
 1000**, so that syncs happen (4 per run). A reduced run is a check that the pipeline
 learns, not a reproduction of the paper's numbers.
 
-**Input preprocessing** (SPEC, hazard 3). The authors' CIFAR notebooks computed standardised
+**Input preprocessing.** The authors' CIFAR notebooks computed standardised
 images but then fed the raw 0-255 pixel values to the network. The default,
 `preprocessing="cifar_raw"`, reproduces what was actually run; `"cifar_standardize"`
 (per-channel mean and standard deviation of the training split) is what was apparently
@@ -300,7 +304,8 @@ for name in sec.models:
 '''),
         md(CURVES_MD + r"""
 The authors validated every 250 steps with k = 1000, so three of their four evaluations saw
-weights that were not a permutation of $\theta_0$ (SPEC hazard 4); here every evaluation is
+weights that were not a permutation of $\theta_0$ (unsynchronised weights); here every
+evaluation is
 synchronised.
 """),
         md(r"""
@@ -378,7 +383,8 @@ show_table(table.drop(columns=["paper", "p"]))
 '''),
         md(r"""
 The paper reports no number for a dense F2, so the table has no paper column; *best test
-acc, any epoch* is the optimistic choice on the test set (SPEC hazard 2).
+acc, any epoch* is the optimistic choice on the test set (choosing the epoch on the test set,
+as the authors did).
 """),
         code(r'''
 lap = table[table["optimizer"] != "Adam"].sort_values("k")
@@ -611,7 +617,7 @@ if (table["optimizer"] == "Adam").any():
 axes[0].set_title(f"ours: {sec.model}, {next(iter(configs.values())).scale_label}")
 axes[1].plot(list(paper_p), [PAPER_ACCURACY[n] for n in paper_p.values()], "o-", color="0.3",
              label="paper: ResNet50, CIFAR-10, 200 epochs")
-axes[1].set_title("paper (ResNet50 on CIFAR-10; SPEC table)")
+axes[1].set_title("paper (ResNet50 on CIFAR-10; the authors' results table)")
 for ax in axes:
     ax.set_xlabel("p: share of kernel weights pruned at initialisation (%)")
     ax.set_ylabel("test accuracy")

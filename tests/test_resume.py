@@ -1,0 +1,341 @@
+"""Runs that survive: kills, resumes in new processes, and no silent data loss.
+
+Every test here trains a real (tiny) run of :func:`laperm.experiment.run`.
+The kill test runs ``run`` in subprocesses and kills them with SIGKILL at
+random moments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from laperm import experiment
+from laperm.experiment import RunDirError, paper_config, run
+
+#: History columns that must be equal between an interrupted and an
+#: uninterrupted run (everything but the times).
+MEASURED = ["epoch", "loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
+            "test_accuracy", "test_accuracy_unsynced", "learning_rate", "sync_count"]
+
+F1_SMALL = dict(epochs=4, train_fraction=0.1)
+
+
+def f1_small(**changes):
+    return paper_config("f1", **{**F1_SMALL, **changes})
+
+
+def measured(history: pd.DataFrame) -> pd.DataFrame:
+    return history[MEASURED].reset_index(drop=True)
+
+
+class Interrupt(BaseException):
+    """Stands for a kill inside the process (not caught by ``except Exception``)."""
+
+
+@pytest.fixture
+def interrupt_after(monkeypatch):
+    """Make the run stop right after the checkpoint (or another file) of an epoch."""
+
+    def arm(epoch: int, after: str = "checkpoint.keras"):
+        real = experiment._atomic
+
+        def atomic(path, write):
+            real(path, write)
+            if path.name == after and _epochs_in(path) == epoch:
+                raise Interrupt(f"stopped after {after} of epoch {epoch}")
+
+        monkeypatch.setattr(experiment, "_atomic", atomic)
+
+    return arm
+
+
+def _epochs_in(path: Path) -> int:
+    history = path.parent / "history.csv"
+    return len(pd.read_csv(history)) if history.exists() else 0
+
+
+def test_kill_at_random_moments_and_resume_gives_the_uninterrupted_history(
+        tmp_path, data_dir):
+    """SIGKILL a real subprocess at least 5 times; the same command resumes it."""
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        from laperm.experiment import paper_config, run
+        cfg = paper_config("f1", epochs=25, train_fraction=0.3)
+        run(cfg, sys.argv[1], data_dir={str(data_dir)!r}, progress=False)
+    """))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    reference = tmp_path / "uninterrupted"
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, str(script), str(reference)], env=env, check=True,
+                   capture_output=True, timeout=600)
+    whole = time.monotonic() - t0  # start-up and training
+    # Kill moments from inside start-up to well into training: each attempt
+    # makes at most about a fifth of the training before its kill.
+    killed_dir = tmp_path / "killed"
+    rng = random.Random(20261201)
+    kills, starts = 0, 0
+    t_start = time.monotonic()
+    while True:
+        starts += 1
+        proc = subprocess.Popen([sys.executable, str(script), str(killed_dir)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            # The first kills land anywhere in start-up and training.
+            timeout = rng.uniform(0.1 * whole, 0.33 * whole) if kills < 5 else 600
+            _, err = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, err.decode()[-2000:]
+            break
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        assert time.monotonic() - t_start < 900, "the killed run made no progress"
+    assert kills >= 5, f"the run finished after {kills} kills"
+    expected = pd.read_csv(reference / "history.csv")
+    got = pd.read_csv(killed_dir / "history.csv")
+    pd.testing.assert_frame_equal(measured(got), measured(expected))
+    result = json.loads((killed_dir / "result.json").read_text())
+    reference_result = json.loads((reference / "result.json").read_text())
+    for key in ("best_epoch", "test_accuracy_at_best_val", "final_test_accuracy",
+                "init_tables"):
+        assert result[key] == reference_result[key], key
+    assert result["resumed_at_epochs"] == sorted(set(result["resumed_at_epochs"]))
+    assert all(0 <= e < 25 for e in result["resumed_at_epochs"])
+    assert not list(killed_dir.glob("*.tmp*")), "temporary files left behind"
+
+
+def test_resumed_augmented_run_with_dropout_is_reproducible(tmp_path, data_dir,
+                                                             interrupt_after):
+    """Conv7: augmentation and dropout of epoch e depend on (seed, e) only."""
+    cfg = paper_config("conv7_k20", epochs=3, train_fraction=0.01, validation_size=500)
+    expected, _ = run(cfg, tmp_path / "a", data_dir=data_dir, progress=False)
+    interrupt_after(1)
+    with pytest.raises(Interrupt):
+        run(cfg, tmp_path / "b", data_dir=data_dir, progress=False)
+    history, result = _resume(cfg, tmp_path / "b", data_dir)
+    pd.testing.assert_frame_equal(measured(history), measured(expected))
+    assert result["resumed_at_epochs"] == [1]
+
+
+_REAL_ATOMIC = experiment._atomic
+
+
+def _resume(cfg, out, data_dir):
+    """Disarm the interruption, then run the same config again."""
+    experiment._atomic = _REAL_ATOMIC  # (monkeypatch restores the same at teardown)
+    return run(cfg, out, data_dir=data_dir, progress=False)
+
+
+@pytest.mark.parametrize("after", ["history.csv", "checkpoint.keras"])
+def test_crash_around_the_checkpoint_trains_each_epoch_once(tmp_path, data_dir,
+                                                              interrupt_after, after):
+    """The checkpoint is the one resume point: a crash just before or just
+    after it never trains an epoch twice or records one twice."""
+    cfg = f1_small()
+    expected, _ = run(cfg, tmp_path / "a", data_dir=data_dir, progress=False)
+    interrupt_after(2, after)
+    with pytest.raises(Interrupt):
+        run(cfg, tmp_path / "b", data_dir=data_dir, progress=False)
+    history, result = _resume(cfg, tmp_path / "b", data_dir)
+    pd.testing.assert_frame_equal(measured(history), measured(expected))
+    assert result["scale"]["epochs_run"] == cfg.epochs == len(history)
+    assert result["resumed_at_epochs"] == ([1] if after == "history.csv" else [2])
+
+
+def test_restart_over_a_finished_run_never_leaves_a_stale_result(tmp_path, data_dir,
+                                                                   interrupt_after):
+    cfg = f1_small()
+    out = tmp_path / "run"
+    run(cfg, out, data_dir=data_dir, progress=False)
+    assert (out / "result.json").exists()
+    interrupt_after(1)
+    with pytest.raises(Interrupt):
+        run(cfg, out, data_dir=data_dir, progress=False, resume=False)
+    assert not (out / "result.json").exists()  # gone before the new history was written
+    history, result = _resume(cfg, out, data_dir)
+    assert len(history) == result["scale"]["epochs_run"] == cfg.epochs
+
+
+def test_a_result_is_only_returned_with_its_own_history(tmp_path, data_dir):
+    cfg = f1_small(epochs=2)
+    out = tmp_path / "run"
+    run(cfg, out, data_dir=data_dir, progress=False)
+    history = pd.read_csv(out / "history.csv")
+    history.iloc[:1].to_csv(out / "history.csv", index=False)  # a history of another run
+    (out / "checkpoint.keras").unlink()
+    again, result = run(cfg, out, data_dir=data_dir, progress=False)
+    assert len(again) == result["scale"]["epochs_run"] == 2
+    assert list(out.glob("history.abandoned-*.csv"))  # the old history was kept
+
+
+def test_resume_keeps_the_initialisation_tables(tmp_path, data_dir, interrupt_after):
+    cfg = f1_small()
+    _, expected = run(cfg, tmp_path / "a", data_dir=data_dir, progress=False)
+    assert expected["init_tables"]["shared_value"], "F1 records its shared-value table"
+    interrupt_after(1)
+    with pytest.raises(Interrupt):
+        run(cfg, tmp_path / "b", data_dir=data_dir, progress=False)
+    _, result = _resume(cfg, tmp_path / "b", data_dir)
+    def values(tables):  # layer names depend on how many models the process made
+        return {k: [{c: v for c, v in row.items() if c not in ("layer", "variable")}
+                    for row in rows] for k, rows in tables.items()}
+
+    assert values(result["init_tables"]) == values(expected["init_tables"])
+
+
+def _small_mnist(folder: Path, data_dir: Path, n: int = 600) -> Path:
+    folder.mkdir()
+    with np.load(data_dir / "mnist.npz") as d:
+        np.savez(folder / "mnist.npz", x_train=d["x_train"][:n], y_train=d["y_train"][:n],
+                 x_test=d["x_test"][:500], y_test=d["y_test"][:500])
+    return folder
+
+
+def test_a_run_made_on_other_data_is_never_reused(tmp_path, data_dir):
+    small = _small_mnist(tmp_path / "small", data_dir)
+    cfg = f1_small(epochs=1, validation_size=100, train_fraction=1.0, paper_epochs=1)
+    out = tmp_path / "run"
+    run(cfg, out, data_dir=small, progress=False)
+    with pytest.raises(RunDirError, match="other mnist data"):
+        run(cfg, out, data_dir=data_dir, progress=False)
+
+
+def test_a_legacy_record_on_other_data_is_refused(tmp_path, data_dir):
+    """Records written before fingerprints: their test-set size is compared."""
+    small = _small_mnist(tmp_path / "small", data_dir)
+    cfg = f1_small(epochs=1, validation_size=100, train_fraction=1.0, paper_epochs=1)
+    out = tmp_path / "run"
+    run(cfg, out, data_dir=small, progress=False)
+    stored = json.loads((out / "config.json").read_text())
+    del stored["provenance"]
+    (out / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(RunDirError, match="500 test images, now 10000"):
+        run(cfg, out, data_dir=data_dir, progress=False)
+    again, _ = run(cfg, out, data_dir=small, progress=False)  # the same data: reused
+    assert len(again) == 1
+
+
+def test_a_run_made_with_another_backend_is_reused_only_when_asked(tmp_path, data_dir):
+    cfg = f1_small(epochs=1)
+    out = tmp_path / "run"
+    _, first = run(cfg, out, data_dir=data_dir, progress=False)
+    stored = json.loads((out / "config.json").read_text())
+    stored["provenance"]["backend"] = "jax"
+    (out / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(RunDirError, match="backend 'jax'.*allow_other_backend"):
+        run(cfg, out, data_dir=data_dir, progress=False)
+    _, again = run(cfg, out, data_dir=data_dir, progress=False, allow_other_backend=True)
+    assert again["final_test_accuracy"] == first["final_test_accuracy"]
+
+
+def test_a_folder_of_another_config_is_refused_and_not_touched(tmp_path, data_dir):
+    out = tmp_path / "run"
+    run(f1_small(epochs=1), out, data_dir=data_dir, progress=False)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(RunDirError, match="different config"):
+        run(f1_small(epochs=2), out, data_dir=data_dir, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_missing_data_leaves_no_folder(tmp_path):
+    from laperm.data import DataNotFoundError
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "run"
+    env_before = os.environ.pop("LAPERM_DATA_DIR", None)
+    try:
+        with pytest.raises((DataNotFoundError, Exception)) as info:
+            run(f1_small(epochs=1), out, data_dir=empty / "mnist.npz", progress=False)
+    finally:
+        if env_before is not None:
+            os.environ["LAPERM_DATA_DIR"] = env_before
+    assert isinstance(info.value, DataNotFoundError) or "mnist" in str(info.value)
+    assert not out.exists()
+
+
+def test_temporary_files_are_cleaned_on_the_next_start(tmp_path, data_dir, interrupt_after):
+    cfg = f1_small(epochs=2)
+    out = tmp_path / "run"
+    interrupt_after(1)
+    with pytest.raises(Interrupt):
+        run(cfg, out, data_dir=data_dir, progress=False)
+    for name in ("checkpoint.tmp.keras", "history.tmp.csv", "best-e0002.tmp.weights.h5"):
+        (out / name).write_bytes(b"half-written")
+    _resume(cfg, out, data_dir)
+    assert not list(out.glob("*.tmp*"))
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "history.csv"
+
+    def write(tmp):
+        tmp.write_text("partial")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        experiment._atomic(target, write)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mixed_float16_run_is_recorded_as_laperm(tmp_path, data_dir):
+    import keras
+
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        history, result = run(f1_small(epochs=2, sync_period=20), tmp_path / "run", data_dir=data_dir,
+                              progress=False)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert result["evaluated_on_synchronised_weights"]
+    assert history["sync_count"].iloc[-1] >= 1
+
+
+def test_scale_label_of_more_epochs_than_the_paper():
+    cfg = paper_config("f1", epochs=50)
+    assert not cfg.is_paper_scale and cfg.scale_label.startswith("extended: 50 epochs")
+    assert paper_config("f1").scale_label == "paper scale"
+    assert paper_config("conv2", epochs=8).scale_label == "reduced: 8 of 125 epochs"
+
+
+def test_import_laperm_registers_keras_classes_in_a_new_process(tmp_path):
+    """``import laperm`` alone lets ``keras.models.load_model`` read a LaPerm
+    model, and every module the README names is reachable from ``laperm``."""
+    script = textwrap.dedent(f"""
+        import keras, numpy as np, laperm
+        m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        k = laperm.PiecewiseSyncPeriod([1], [1, 2])
+        m.compile(laperm.LaPerm(keras.optimizers.Adam(), sync_period=k), "mse")
+        m.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+        m.save({str(tmp_path / 'm.keras')!r})
+    """)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
+    load = textwrap.dedent(f"""
+        import keras, laperm
+        m = keras.models.load_model({str(tmp_path / 'm.keras')!r})
+        assert type(m.optimizer).__name__ == "LaPerm", type(m.optimizer)
+        for name in ("pretrained", "experiment", "data", "models", "pruning", "viz",
+                     "profiles", "callbacks", "reproduce"):
+            assert hasattr(getattr(laperm, name), "__file__"), name
+        assert callable(laperm.pretrained.load)
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
