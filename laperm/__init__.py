@@ -31,13 +31,15 @@ from laperm.sync_schedules import PiecewiseSyncPeriod, SyncPeriodSchedule  # noq
 _EXPORTS = {
     "LAPERM_PRESETS": "laperm.presets",
     "NonFiniteGuard": "laperm.callbacks",
+    "recalibrate_batchnorm": "laperm.batchnorm",
+    "recalibrated_batchnorm": "laperm.batchnorm",
     "PermutationRecorder": "laperm.callbacks",
     "SyncPeriodScheduler": "laperm.callbacks",
 }
 
 #: Submodules reachable as attributes of the package (imported on first use).
 _SUBMODULES = (
-    "book", "bookbuild", "callbacks", "cli", "data", "experiment", "models", "ops",
+    "batchnorm", "book", "bookbuild", "callbacks", "cli", "data", "experiment", "models", "ops",
     "optimizer", "presets", "pretrained", "profiles", "pruning", "records", "reproduce",
     "sync_schedules", "viz",
 )

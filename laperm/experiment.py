@@ -26,6 +26,7 @@ run.  A folder made on other data, or with another Keras backend, is refused.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -100,6 +101,13 @@ class ExperimentConfig:
             connections; :func:`laperm.pruning.shared_value`).
         validation_size: images held out of the training set to choose the best
             epoch (the authors chose it on the test set).
+        bn_batches: batches of 50 training images over which a LaPerm run's
+            BatchNorm statistics are re-estimated before every evaluation of
+            the synchronised weights (:mod:`laperm.batchnorm`); 0 evaluates
+            with the stale statistics only.  Models without BatchNorm ignore it.
+        precision: ``"float32"`` (default), ``"mixed_bfloat16"`` or
+            ``"mixed_float16"``: the Keras dtype policy of the run.  The
+            variables, sorted theta_0 and the ranks stay float32.
         train_fraction: share of the remaining training set used (scale knob).
         seed: seeds weights, splits, pruning masks, shuffling, augmentation.
         notes: free text recorded with the result.
@@ -125,6 +133,8 @@ class ExperimentConfig:
     shared_keep: float | tuple | None = None
     shared_mask: str = "bernoulli"
     validation_size: int = 5000
+    bn_batches: int = 200
+    precision: str = "float32"
     train_fraction: float = 1.0
     seed: int = 0
     notes: str = ""
@@ -142,6 +152,11 @@ class ExperimentConfig:
             raise ValueError(
                 f"Unknown lr_schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}."
             )
+        if isinstance(self.bn_batches, bool) or not isinstance(
+                self.bn_batches, (int, np.integer)) or self.bn_batches < 0:
+            raise ValueError(f"`bn_batches` must be an integer >= 0; received {self.bn_batches!r}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}.")
         if self.shared_mask not in SHARED_MASKS:
             raise ValueError(f"shared_mask must be one of {', '.join(SHARED_MASKS)}; "
                              f"received {self.shared_mask!r}.")
@@ -212,7 +227,10 @@ class ExperimentConfig:
 
 #: Fields added after the first committed records, with their defaults: at
 #: the default they are left out of :attr:`ExperimentConfig.hash`.
-_ADDED_LATER = {"shared_mask": "bernoulli"}
+_ADDED_LATER = {"shared_mask": "bernoulli", "bn_batches": 200, "precision": "float32"}
+
+#: Keras dtype policies a run may use (variables stay float32 in all of them).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def _paper(name, **kw) -> ExperimentConfig:
@@ -403,7 +421,19 @@ def prepare_data(config: ExperimentConfig, data_dir=None, first_epoch: int = 0,
         "n_test": int(len(x_test)),
         "test_note": splits["info"].test_note,
         "steps_per_epoch": int(math.ceil(len(x_tr) / config.batch_size)),
+        "bn_images": _bn_images(config, x_tr, pre),
     }
+
+
+def _bn_images(config: ExperimentConfig, x_tr, pre):
+    """The preprocessed training images of the BatchNorm re-estimation (no augmentation)."""
+    from laperm.batchnorm import DEFAULT_BATCH_SIZE
+
+    if config.bn_batches == 0:
+        return None
+    need = min(len(x_tr), config.bn_batches * DEFAULT_BATCH_SIZE)
+    idx = np.sort(np.random.default_rng([config.seed, 0xB1]).choice(len(x_tr), need, replace=False))
+    return pre(np.asarray(x_tr)[idx])
 
 
 def build_model(config: ExperimentConfig):
@@ -626,6 +656,46 @@ def _seed_states(model, seed: int, epoch: int) -> None:
         v.assign(np.array([rng.integers(0, 2**31 - 1), 0], dtype=v.dtype))
 
 
+def _evaluate_three_ways(config, model, laperm, pipes, on_best=None) -> dict:
+    """The evaluations of one epoch (Section 4: judge the synchronised network).
+
+    LaPerm runs: the unsynchronised weights (test set; what the authors' CIFAR
+    notebooks evaluated), the synchronised weights with the stale BatchNorm
+    statistics, and the synchronised weights with re-estimated statistics,
+    the primary number (``val``/``test``).  Models without BatchNorm, and
+    Adam runs, have one evaluation: as they are (for LaPerm: synchronised).
+    ``on_best(val_accuracy)`` is called while the judged weights are in place.
+    """
+    from laperm.batchnorm import batchnorm_layers, recalibrated_batchnorm
+
+    nan = float("nan")
+    out = {"test_unsynced": nan, "val_stale_bn": nan, "test_stale_bn": nan, "bn_seconds": nan}
+
+    def judge():
+        out["val"] = _evaluate(model, pipes["val"])
+        out["test"] = _evaluate(model, pipes["test"])
+        if on_best is not None:
+            on_best(out["val"][1])
+
+    if laperm is None:
+        judge()
+        return out
+    laperm.check_finite_sync()
+    out["test_unsynced"] = _evaluate(model, pipes["test"])[1]
+    with laperm.synchronised():
+        if not batchnorm_layers(model) or not config.bn_batches or pipes["bn_images"] is None:
+            judge()
+            return out
+        out["val_stale_bn"] = _evaluate(model, pipes["val"])[1]
+        out["test_stale_bn"] = _evaluate(model, pipes["test"])[1]
+        t0 = time.perf_counter()
+        with recalibrated_batchnorm(model, pipes["bn_images"], batches=config.bn_batches,
+                                    seed=config.seed):
+            out["bn_seconds"] = time.perf_counter() - t0
+            judge()
+    return out
+
+
 class _EpochEnd:
     """Evaluation on synchronised weights, best-on-validation, checkpoints."""
 
@@ -636,6 +706,16 @@ class _EpochEnd:
         self.t_epoch = time.perf_counter()
         self.t_start = time.perf_counter()
         self.wall_before = wall_before
+
+    def _save_if_best(self, epoch_number):
+        """Called with the primary validation accuracy while the judged weights are in place."""
+
+        def save(val_acc):
+            if val_acc > self.best["best_val_accuracy"] and self.files is not None:
+                _atomic_save(self.model, self.files.best_of_epoch(epoch_number),
+                             weights_only=True)
+
+        return save
 
     def callback(self):
         import keras
@@ -661,26 +741,12 @@ class _EpochEnd:
 
         optimizer = self.model.optimizer
         laperm = _laperm_of(optimizer)
-        unsynced_test = np.nan
         epoch_number = epoch + 1
-        if laperm is not None:
-            laperm.check_finite_sync()
-            # The weights as they are at the end of the epoch, usually between
-            # two syncs: what the authors' CIFAR notebooks evaluated.
-            unsynced_test = _evaluate(self.model, self.pipes["test"])[1]
-            with laperm.synchronised():
-                val_loss, val_acc = _evaluate(self.model, self.pipes["val"])
-                test_loss, test_acc = _evaluate(self.model, self.pipes["test"])
-                improved = val_acc > self.best["best_val_accuracy"]
-                if improved and self.files is not None:
-                    _atomic_save(self.model, self.files.best_of_epoch(epoch_number),
-                                 weights_only=True)
-        else:
-            val_loss, val_acc = _evaluate(self.model, self.pipes["val"])
-            test_loss, test_acc = _evaluate(self.model, self.pipes["test"])
-            improved = val_acc > self.best["best_val_accuracy"]
-            if improved and self.files is not None:
-                _atomic_save(self.model, self.files.best_of_epoch(epoch_number), weights_only=True)
+        scores = _evaluate_three_ways(self.config, self.model, laperm, self.pipes,
+                                      on_best=self._save_if_best(epoch_number))
+        val_loss, val_acc = scores["val"]
+        test_loss, test_acc = scores["test"]
+        improved = val_acc > self.best["best_val_accuracy"]
         row = {
             "epoch": epoch_number,
             "loss": float(logs.get("loss", np.nan)),
@@ -689,7 +755,10 @@ class _EpochEnd:
             "val_accuracy": val_acc,
             "test_loss": test_loss,
             "test_accuracy": test_acc,
-            "test_accuracy_unsynced": unsynced_test,
+            "test_accuracy_unsynced": scores["test_unsynced"],
+            "val_accuracy_stale_bn": scores["val_stale_bn"],
+            "test_accuracy_stale_bn": scores["test_stale_bn"],
+            "bn_recalibration_s": scores["bn_seconds"],
             "learning_rate": float(ops.convert_to_numpy(optimizer.learning_rate)),
             "sync_count": int(ops.convert_to_numpy(laperm.sync_count)) if laperm else 0,
             "epoch_time_s": time.perf_counter() - self.t_epoch,
@@ -764,6 +833,20 @@ def _resume_point(files: RunFiles, steps_per_epoch: int):
     return model, done, rows[:done]
 
 
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    """Run under a Keras dtype policy, putting the previous one back on exit."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    if name != "float32" or previous.name != "float32":
+        keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def run(
     config: ExperimentConfig,
     out_dir: str | os.PathLike | None = None,
@@ -804,6 +887,12 @@ def run(
             other data, or (unless allowed) with another backend.
         laperm.data.DataNotFoundError, laperm.data.DataFormatError: the data.
     """
+    with _dtype_policy(config.precision):
+        return _run(config, out_dir, data_dir=data_dir, resume=resume, progress=progress,
+                    allow_other_backend=allow_other_backend)
+
+
+def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend):
     import keras
 
     from laperm.callbacks import NonFiniteGuard
@@ -896,13 +985,16 @@ def run(
     history = pd.DataFrame(rows)
     best = _best_so_far(rows)
     laperm = _laperm_of(model.optimizer)
-    if laperm is not None:
-        with laperm.synchronised():
-            final_val = _evaluate(model, pipes["val"])[1]
-            final_test = _evaluate(model, pipes["test"])[1]
-    else:
-        final_val = _evaluate(model, pipes["val"])[1]
-        final_test = _evaluate(model, pipes["test"])[1]
+    final = _evaluate_three_ways(config, model, laperm, pipes)
+    final_val, final_test = final["val"][1], final["test"][1]
+    adam_recalibrated = None
+    if laperm is None and config.bn_batches and pipes["bn_images"] is not None:
+        from laperm.batchnorm import batchnorm_layers, recalibrated_batchnorm
+
+        if batchnorm_layers(model):  # to show that re-estimation changes nothing for Adam
+            with recalibrated_batchnorm(model, pipes["bn_images"], batches=config.bn_batches,
+                                        seed=config.seed):
+                adam_recalibrated = _evaluate(model, pipes["test"])[1]
     if files is not None and best["best_epoch"] is not None:
         candidate = files.best_candidates().get(best["best_epoch"])
         if candidate is not None:
@@ -925,8 +1017,13 @@ def run(
         },
         "test_set": pipes["test_note"],
         "evaluated_on_synchronised_weights": laperm is not None,
+        "evaluation": _evaluation_note(config, model, laperm is not None),
         "final_val_accuracy": final_val,
         "final_test_accuracy": final_test,
+        "final_test_accuracy_stale_bn": final["test_stale_bn"],
+        "final_test_accuracy_unsynced": final["test_unsynced"],
+        "final_test_accuracy_recalibrated_bn_adam": adam_recalibrated,
+        "precision": config.precision,
         "best_epoch": best["best_epoch"],
         "best_val_accuracy": best["best_val_accuracy"],
         "test_accuracy_at_best_val": best["test_accuracy_at_best"],
@@ -944,6 +1041,21 @@ def run(
     if files is not None:
         _atomic_write_text(files.result, json.dumps(result, indent=1, default=_json_default))
     return history, result
+
+
+def _evaluation_note(config, model, is_laperm: bool) -> str:
+    from laperm.batchnorm import batchnorm_layers
+
+    has_bn = bool(batchnorm_layers(model))
+    if not is_laperm:
+        return "the weights as trained" + (
+            "; BatchNorm statistics as trained" if has_bn else "")
+    if has_bn and config.bn_batches:
+        return (f"synchronised weights (a permutation of theta_0) with BatchNorm statistics "
+                f"re-estimated on {config.bn_batches} batches of 50 training images "
+                "(training mode, dropout active); also logged: stale statistics, and the "
+                "unsynchronised weights")
+    return "synchronised weights (a permutation of theta_0); also logged: the unsynchronised weights"
 
 
 def _json_default(obj):

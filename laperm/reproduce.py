@@ -5,7 +5,7 @@ Usage::
     python -m laperm.reproduce f1 f2 --seeds 0 1 2 --baseline
     python -m laperm.reproduce conv7 --epochs 45 --export
 
-Each run writes ``results/<experiment>_<optimizer>_s<seed>[_e<epochs>][_f<percent>]/``
+Each run writes ``results/<experiment>_<optimizer>_s<seed>[_e<epochs>][_f<percent>][_bfloat16]/``
 (config, history, result record; a checkpoint every epoch while it runs, so an
 interrupted run resumes from the same command, also in a later session).  The
 suffixes name a reduced run's epochs and share of the training set, so a
@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from laperm.experiment import EXPERIMENTS, paper_config, run
+from laperm.experiment import EXPERIMENTS, PRECISIONS, paper_config, run
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 
@@ -36,6 +36,8 @@ def run_name(cfg) -> str:
         name += f"_e{cfg.epochs}"
     if cfg.train_fraction < 1:
         name += f"_f{100 * cfg.train_fraction:g}"
+    if cfg.precision != "float32":
+        name += "_" + cfg.precision.replace("mixed_", "")
     return name
 
 
@@ -86,8 +88,7 @@ def _user_errors() -> tuple:
     from laperm import data, experiment
 
     # RunDirError: the folder holds another config, other data or another backend.
-    return (getattr(experiment, "RunDirError", ValueError), data.DataNotFoundError,
-            data.DataFormatError)
+    return (experiment.RunDirError, data.DataNotFoundError, data.DataFormatError)
 
 
 def _remove_if_stray(out_dir: Path) -> None:
@@ -110,6 +111,8 @@ def main(argv=None) -> int:
                         help="override the number of epochs (>= 1; reduced run)")
     parser.add_argument("--train-fraction", type=_fraction,
                         help="reduced run: share of the training set, in (0, 1]")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="Keras dtype policy (default float32; the variables stay float32)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--export", action="store_true", help="export best weights to pretrained/")
     parser.add_argument("--allow-other-backend", action="store_true",
@@ -122,7 +125,7 @@ def main(argv=None) -> int:
     run_options = {"allow_other_backend": True} if args.allow_other_backend else {}
     for name in args.experiments:
         for seed in args.seeds:
-            changes = {"seed": seed}
+            changes = {"seed": seed, "precision": args.precision}
             if args.epochs is not None:
                 changes["epochs"] = args.epochs
             if args.train_fraction is not None:

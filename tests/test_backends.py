@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-CORE_MODULES = ["test_ops.py", "test_optimizer.py", "test_optimizer_safety.py"]
+CORE_MODULES = ["test_ops.py", "test_optimizer.py", "test_optimizer_safety.py", "test_batchnorm.py"]
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])

@@ -339,3 +339,46 @@ def test_import_laperm_registers_keras_classes_in_a_new_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True,
                          env=env, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_batchnorm_run_is_evaluated_three_ways(tmp_path, data_dir):
+    """Conv2 (BatchNorm): re-estimated statistics are the primary number; the
+    stale statistics and the unsynchronised weights are logged beside them."""
+    cfg = paper_config("conv2", epochs=1, train_fraction=0.02, bn_batches=4,
+                       validation_size=500)
+    history, result = run(cfg, tmp_path / "laperm", data_dir=data_dir, progress=False)
+    row = history.iloc[-1]
+    for column in ("test_accuracy", "test_accuracy_stale_bn", "val_accuracy_stale_bn",
+                   "test_accuracy_unsynced", "bn_recalibration_s"):
+        assert np.isfinite(row[column]), column
+    assert "re-estimated on 4 batches" in result["evaluation"]
+    assert result["final_test_accuracy"] == pytest.approx(row["test_accuracy"])
+    assert cfg.hash != paper_config("conv2", epochs=1, train_fraction=0.02,
+                                    validation_size=500).hash
+    _, adam = run(cfg.adam_baseline(), tmp_path / "adam", data_dir=data_dir, progress=False)
+    assert adam["final_test_accuracy_recalibrated_bn_adam"] is not None
+    assert "as trained" in adam["evaluation"]
+
+
+def test_precision_option(tmp_path, data_dir):
+    import keras
+
+    with pytest.raises(ValueError, match="valid: float32, mixed_bfloat16, mixed_float16"):
+        paper_config("f1", precision="half")
+    assert paper_config("f1", precision="float32").hash == paper_config("f1").hash
+    cfg = f1_small(epochs=1, sync_period=20, precision="mixed_bfloat16")
+    assert cfg.hash != f1_small(epochs=1, sync_period=20).hash
+    before = keras.mixed_precision.global_policy().name
+    _, result = run(cfg, tmp_path / "run", data_dir=data_dir, progress=False)
+    assert keras.mixed_precision.global_policy().name == before  # put back
+    assert result["precision"] == "mixed_bfloat16"
+    model = keras.models.load_model(tmp_path / "run" / "checkpoint.keras")
+    assert model.layers[-1].compute_dtype == "bfloat16"
+    opt = laperm_optimizer(model)
+    assert all(v.dtype == "float32" for v in opt.permuted_variables + opt.sorted_initial_values)
+
+
+def laperm_optimizer(model):
+    import laperm
+
+    return laperm.find_laperm(model)
