@@ -39,9 +39,10 @@ _EXPORTS = {
 
 #: Submodules reachable as attributes of the package (imported on first use).
 _SUBMODULES = (
-    "batchnorm", "book", "bookbuild", "callbacks", "cli", "data", "experiment", "models", "ops",
-    "optimizer", "presets", "pretrained", "profiles", "pruning", "records", "reproduce",
-    "sync_schedules", "viz",
+    "batchnorm", "book", "callbacks", "cli", "config", "data", "evaluation", "experiment",
+    "models", "ops", "optimizer", "paper", "presets", "pretrained", "profiles", "project",
+    "provenance", "pruning", "records", "reproduce", "runfiles", "sync_schedules", "train",
+    "viz",
 )
 
 __all__ = sorted(

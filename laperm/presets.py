@@ -1,29 +1,19 @@
-"""The paper's LaPerm settings per experiment (the authors' results table and
-training settings).
+"""The paper's LaPerm settings per experiment (derived from :mod:`laperm.paper`).
 
 Where the authors' notebook and their results table disagree on the sync
-period k (Conv7: 20 vs 1200; ResNet50: 800 vs 400) both are given: the table's value under the plain name, the notebook's with
-a ``_notebook`` suffix.
+period k (Conv7: 20 vs 1200; ResNet50: 800 vs 400) both are given: the table's
+value under the plain name, the notebook's with a ``_notebook`` suffix.
 """
 
 from __future__ import annotations
 
+from laperm.paper import laperm_settings
+
 #: LaPerm keyword arguments (sync period and which variables are permuted).
 LAPERM_PRESETS: dict[str, dict] = {
-    # Section 5.1: Conv7 permutes its biases too.
-    "conv7": dict(sync_period=1200, skip_bias=False, skip_bn=True),
-    "conv7_notebook": dict(sync_period=20, skip_bias=False, skip_bn=True),
-    # Section 5.2: biases and BatchNorm are trained by Adam only.
-    "conv2": dict(sync_period=1000, skip_bias=True, skip_bn=True),
-    "conv4": dict(sync_period=1000, skip_bias=True, skip_bn=True),
-    "conv13": dict(sync_period=1000, skip_bias=True, skip_bn=True),
-    # Section 5.4: dense ResNet50 k=400 (table), pruned k=800; notebook k=800.
-    "resnet50": dict(sync_period=400, skip_bias=True, skip_bn=True),
-    "resnet50_notebook": dict(sync_period=800, skip_bias=True, skip_bn=True),
-    "resnet50_pruned": dict(sync_period=800, skip_bias=True, skip_bn=True),
-    # Section 5.5: weight-agnostic F1/F2 (no biases).
-    "f1": dict(sync_period=250, skip_bias=False, skip_bn=True),
-    "f2": dict(sync_period=250, skip_bias=False, skip_bn=True),
+    name: laperm_settings(name)
+    for name in ("conv7", "conv7_notebook", "conv2", "conv4", "conv13", "resnet50",
+                 "resnet50_notebook", "resnet50_pruned", "f1", "f2")
 }
 
 

@@ -31,6 +31,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from laperm import paper as _paper
+
 __all__ = [
     "PAPER_CHECKPOINT_NONZERO",
     "PAPER_PRUNE_KEEP",
@@ -47,23 +49,13 @@ __all__ = [
     "unit_connection_counts",
 ]
 
-#: Keep probability for each pruning percentage p of the paper's ResNet50 runs
-#: (Section 5.4, Table: p = 0, 30, 50, 70 %).
-PAPER_PRUNE_KEEP: dict[int, float] = {0: 1.0, 30: 0.7, 50: 0.5, 70: 0.3}
-
-#: Shared-value settings of Section 5.5 (keep per model, or per kernel in
-#: model order).  F2's order was checked against the released ``F2.h5``.
+#: The paper's pruning and shared-value settings, kept in :mod:`laperm.paper`.
+PAPER_PRUNE_KEEP: dict[int, float] = _paper.PRUNE_KEEP
 PAPER_SHARED_VALUE: dict[str, dict] = {
-    "f1": dict(value=0.08, keep=0.6),
-    "f2": dict(value=0.03, keep=[1 / 15, 1 / 7, 1 / 3]),
+    name: dict(value=s["value"], keep=list(s["keep"]) if isinstance(s["keep"], tuple) else s["keep"])
+    for name, s in _paper.SHARED_VALUE.items()
 }
-
-#: Non-zero fraction of each kernel in the authors' released checkpoints,
-#: in layer order (measured with :func:`h5_kernel_stats`).
-PAPER_CHECKPOINT_NONZERO: dict[str, list[float]] = {
-    "f1": [0.59783],
-    "f2": [0.06600, 0.13953, 0.33125],
-}
+PAPER_CHECKPOINT_NONZERO: dict[str, list[float]] = _paper.CHECKPOINT_NONZERO
 
 COLUMNS = [
     "layer",

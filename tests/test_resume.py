@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from laperm import experiment
+from laperm import runfiles
 from laperm.experiment import RunDirError, paper_config, run
 
 #: History columns that must be equal between an interrupted and an
@@ -50,14 +50,14 @@ def interrupt_after(monkeypatch):
     """Make the run stop right after the checkpoint (or another file) of an epoch."""
 
     def arm(epoch: int, after: str = "checkpoint.keras"):
-        real = experiment._atomic
+        real = runfiles.atomic_write
 
         def atomic(path, write):
             real(path, write)
             if path.name == after and _epochs_in(path) == epoch:
                 raise Interrupt(f"stopped after {after} of epoch {epoch}")
 
-        monkeypatch.setattr(experiment, "_atomic", atomic)
+        monkeypatch.setattr(runfiles, "atomic_write", atomic)
 
     return arm
 
@@ -131,12 +131,12 @@ def test_resumed_augmented_run_with_dropout_is_reproducible(tmp_path, data_dir,
     assert result["resumed_at_epochs"] == [1]
 
 
-_REAL_ATOMIC = experiment._atomic
+_REAL_ATOMIC = runfiles.atomic_write
 
 
 def _resume(cfg, out, data_dir):
     """Disarm the interruption, then run the same config again."""
-    experiment._atomic = _REAL_ATOMIC  # (monkeypatch restores the same at teardown)
+    runfiles.atomic_write = _REAL_ATOMIC  # (monkeypatch restores the same at teardown)
     return run(cfg, out, data_dir=data_dir, progress=False)
 
 
@@ -288,7 +288,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path):
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError):
-        experiment._atomic(target, write)
+        runfiles.atomic_write(target, write)
     assert list(tmp_path.iterdir()) == []
 
 

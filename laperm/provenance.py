@@ -1,0 +1,106 @@
+"""Where a result came from: hardware, library versions, commit, data and backend.
+
+Every result record carries :func:`environment_info`; every run folder records
+:func:`run_provenance` (a sha256 of the data and the Keras backend) and is
+never reused for other data.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+
+def environment_info() -> dict:
+    """Hardware, library versions and git commit, for result records."""
+    import keras
+
+    info = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "hardware": {
+            "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "accelerator": _accelerator(),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+            "numpy": np.__version__,
+            "laperm": _laperm_version(),
+        },
+        "commit": _git_commit(),
+    }
+    backend = keras.backend.backend()
+    try:
+        module = __import__(backend)
+        info["versions"][backend] = getattr(module, "__version__", "?")
+    except ImportError:  # pragma: no cover
+        pass
+    return info
+
+
+def _laperm_version():
+    from laperm import __version__
+
+    return __version__
+
+
+def _accelerator() -> str:
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            return ", ".join(g.name for g in gpus) if gpus else "none (CPU)"
+        if backend == "jax":
+            import jax
+
+            devices = jax.devices()
+            if devices[0].platform == "cpu":
+                return "none (CPU)"
+            return ", ".join(getattr(d, "device_kind", str(d)) for d in devices)
+    except Exception:  # pragma: no cover - informational only
+        return "unknown"
+    return "unknown"
+
+
+def _git_commit() -> str | None:
+    """The commit of the checkout this package runs from; None for an installed package."""
+    from laperm.project import is_project
+
+    root = Path(__file__).resolve().parents[1]
+    if not is_project(root) or not (root / ".git").exists():
+        return None  # installed: never the commit of a repository around site-packages
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if not commit:
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def run_provenance(config, data_dir=None) -> dict:
+    """What a run was made on besides its config: the data and the backend."""
+    import keras
+
+    from laperm import data
+
+    return {"data": data.fingerprint(config.dataset, data_dir),
+            "backend": keras.backend.backend()}

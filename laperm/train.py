@@ -1,0 +1,442 @@
+"""Train one experiment and measure it honestly (Section 5).
+
+:func:`run` trains an :class:`~laperm.config.ExperimentConfig` and returns a
+per-epoch history DataFrame and a JSON-able result record.  The best epoch is
+chosen on a held-out validation split; a LaPerm network is judged on its
+synchronised weights (:mod:`laperm.evaluation`).
+
+Runs survive being killed: after every epoch the history and then the model
+(with the optimizer state and sorted theta_0) are written atomically to the
+run folder (:mod:`laperm.runfiles`); calling :func:`run` again with the same
+config, in any process, continues from the last checkpoint and gives the
+history of the uninterrupted run.  A folder made on other data, or with
+another Keras backend, is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import os
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from laperm import runfiles
+from laperm.config import ExperimentConfig, learning_rate_at
+from laperm.evaluation import (best_so_far, evaluate, evaluate_three_ways, evaluation_note,
+                               laperm_of)
+from laperm.paper import PAPER_ACCURACY
+from laperm.provenance import environment_info, run_provenance
+from laperm.runfiles import RunFiles
+
+
+def load_splits(config: ExperimentConfig, data_dir=None) -> dict:
+    """The arrays of a config: training, validation and test splits (no pipelines)."""
+    from laperm import data
+
+    (x_train, y_train), (x_test, y_test) = data.load(config.dataset, data_dir)
+    (x_tr, y_tr), (x_val, y_val) = data.train_val_split(
+        x_train, y_train, config.validation_size, seed=config.seed
+    )
+    if config.train_fraction < 1:
+        x_tr, y_tr = data.subset(x_tr, y_tr, float(config.train_fraction), seed=config.seed)
+    return {"train": (x_tr, y_tr), "val": (x_val, y_val), "test": (x_test, y_test),
+            "info": data.describe(config.dataset, data_dir)}
+
+
+def prepare_data(config: ExperimentConfig, data_dir=None, first_epoch: int = 0,
+                 splits: dict | None = None) -> dict:
+    """Splits, preprocessing and ``tf.data`` pipelines of a config.
+
+    The training pipeline holds epochs ``first_epoch .. config.epochs - 1``;
+    the order and augmentation of each are functions of ``(seed, epoch)``
+    (:func:`laperm.data.make_dataset`), so a resumed run sees the batches of
+    the uninterrupted one.
+    """
+    from laperm import data
+
+    splits = splits or load_splits(config, data_dir)
+    (x_tr, y_tr), (x_val, y_val), (x_test, y_test) = splits["train"], splits["val"], splits["test"]
+    pre = data.make_preprocessor(config.preprocessing, x_tr)
+    remaining = config.epochs - int(first_epoch)
+    return {
+        "train": data.make_dataset(
+            x_tr, y_tr, config.batch_size, preprocess=pre, augment=config.augmentation,
+            shuffle=True, seed=config.seed, epochs=max(remaining, 1), first_epoch=first_epoch,
+        ),
+        "val": data.make_dataset(x_val, y_val, 500, preprocess=pre),
+        "test": data.make_dataset(x_test, y_test, 500, preprocess=pre),
+        "n_train": int(len(x_tr)),
+        "n_val": int(len(x_val)),
+        "n_test": int(len(x_test)),
+        "test_note": splits["info"].test_note,
+        "steps_per_epoch": int(math.ceil(len(x_tr) / config.batch_size)),
+        "bn_images": _bn_images(config, x_tr, pre),
+    }
+
+
+def _bn_images(config: ExperimentConfig, x_tr, pre):
+    """The preprocessed training images of the BatchNorm re-estimation (no augmentation)."""
+    from laperm.batchnorm import DEFAULT_BATCH_SIZE
+
+    if config.bn_batches == 0:
+        return None
+    need = min(len(x_tr), config.bn_batches * DEFAULT_BATCH_SIZE)
+    idx = np.sort(np.random.default_rng([config.seed, 0xB1]).choice(len(x_tr), need, replace=False))
+    return pre(np.asarray(x_tr)[idx])
+
+
+def build_model(config: ExperimentConfig):
+    """The model of a config with its initial weights (pruned / shared value)."""
+    import keras
+
+    from laperm import models, pruning
+
+    keras.utils.set_random_seed(config.seed)
+    model = models.get(config.model)
+    tables = {}
+    if config.prune_keep is not None and config.prune_keep < 1:
+        tables["pruning"] = pruning.random_prune(
+            model, config.prune_keep, first_layer_keep=config.first_layer_keep, seed=config.seed
+        )
+    if config.shared_value is not None:
+        keep = config.shared_keep
+        keep = list(keep) if isinstance(keep, tuple) else keep
+        tables["shared_value"] = pruning.shared_value(
+            model, config.shared_value, keep if keep is not None else 1.0, seed=config.seed,
+            mask=config.shared_mask,
+        )
+    return model, tables
+
+
+def build_optimizer(config: ExperimentConfig):
+    """Adam, wrapped in LaPerm unless the config is the Adam baseline."""
+    import keras
+
+    from laperm.optimizer import LaPerm
+
+    adam = keras.optimizers.Adam(config.learning_rate)
+    if config.optimizer == "adam":
+        return adam
+    return LaPerm(adam, sync_period=config.sync_period, skip_bias=config.skip_bias,
+                  skip_bn=config.skip_bn)
+
+
+def _wall_time(rows: list[dict]) -> float:
+    if not rows:
+        return 0.0
+    last = rows[-1].get("wall_time_s")
+    if last is not None and not (isinstance(last, float) and math.isnan(last)):
+        return float(last)
+    return float(sum(r.get("epoch_time_s", 0.0) for r in rows))
+
+
+def _seed_states(model, seed: int, epoch: int) -> None:
+    """Set every random layer's seed state (dropout) from (seed, epoch).
+
+    Keras does not save seed-generator states with a model, so a resumed run
+    would draw other dropout masks; setting them at the start of every epoch
+    makes epoch e's draws a function of (seed, e) in every process.
+    """
+    for i, v in enumerate(v for v in model.variables if v.name == "seed_generator_state"):
+        rng = np.random.default_rng([int(seed), int(epoch), i, 0x5EED])
+        v.assign(np.array([rng.integers(0, 2**31 - 1), 0], dtype=v.dtype))
+
+
+class _EpochEnd:
+    """Evaluation on synchronised weights, best-on-validation, checkpoints."""
+
+    def __init__(self, config, model, pipes, files, rows, progress, wall_before):
+        self.config, self.model, self.pipes, self.files = config, model, pipes, files
+        self.rows, self.progress = rows, progress
+        self.best = best_so_far(rows)
+        self.t_epoch = time.perf_counter()
+        self.t_start = time.perf_counter()
+        self.wall_before = wall_before
+
+    def _save_if_best(self, epoch_number):
+        """Called with the primary validation accuracy while the judged weights are in place."""
+
+        def save(val_acc):
+            if val_acc > self.best["best_val_accuracy"] and self.files is not None:
+                runfiles.atomic_save(self.model, self.files.best_of_epoch(epoch_number),
+                             weights_only=True)
+
+        return save
+
+    def callback(self):
+        import keras
+
+        outer = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                _seed_states(outer.model, outer.config.seed, epoch)
+                outer.t_epoch = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                if outer.progress is not None:
+                    outer.progress.update(1)
+
+            def on_epoch_end(self, epoch, logs=None):
+                outer.epoch_end(epoch, logs or {})
+
+        return Callback()
+
+    def epoch_end(self, epoch, logs):
+        from keras import ops
+
+        optimizer = self.model.optimizer
+        laperm = laperm_of(optimizer)
+        epoch_number = epoch + 1
+        scores = evaluate_three_ways(self.config, self.model, laperm, self.pipes,
+                                      on_best=self._save_if_best(epoch_number))
+        val_loss, val_acc = scores["val"]
+        test_loss, test_acc = scores["test"]
+        improved = val_acc > self.best["best_val_accuracy"]
+        row = {
+            "epoch": epoch_number,
+            "loss": float(logs.get("loss", np.nan)),
+            "train_accuracy": float(logs.get("accuracy", np.nan)),
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+            "test_accuracy_unsynced": scores["test_unsynced"],
+            "val_accuracy_stale_bn": scores["val_stale_bn"],
+            "test_accuracy_stale_bn": scores["test_stale_bn"],
+            "bn_recalibration_s": scores["bn_seconds"],
+            "learning_rate": float(ops.convert_to_numpy(optimizer.learning_rate)),
+            "sync_count": int(ops.convert_to_numpy(laperm.sync_count)) if laperm else 0,
+            "epoch_time_s": time.perf_counter() - self.t_epoch,
+            "wall_time_s": self.wall_before + time.perf_counter() - self.t_start,
+        }
+        self.rows.append(row)
+        if improved:
+            self.best = best_so_far([row])
+        if self.files is not None:
+            # The history (with this epoch) and the best weights first; the
+            # checkpoint last: it is the resume point, and a resume cuts the
+            # history back to the checkpoint's epoch.
+            runfiles.atomic_write_text(self.files.history, pd.DataFrame(self.rows).to_csv(index=False))
+            runfiles.atomic_save(self.model, self.files.checkpoint)
+            for e, path in self.files.best_candidates().items():
+                if e != self.best["best_epoch"]:
+                    path.unlink(missing_ok=True)
+        if self.progress is not None:
+            self.progress.set_postfix(val_acc=f"{val_acc:.4f}", test_acc=f"{test_acc:.4f}")
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    """Run under a Keras dtype policy, putting the previous one back on exit."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    if name != "float32" or previous.name != "float32":
+        keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def run(
+    config: ExperimentConfig,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    data_dir=None,
+    resume: bool = True,
+    progress: bool = True,
+    allow_other_backend: bool = False,
+) -> tuple[pd.DataFrame, dict]:
+    """Train one experiment and measure it honestly.
+
+    Args:
+        config: the run (see :func:`paper_config` and ``config.replace``).
+        out_dir: folder for ``config.json``, ``history.csv``,
+            ``checkpoint.keras`` (the resume point), ``best.weights.h5`` (best
+            epoch on validation, synchronised) and ``result.json``.  None keeps
+            nothing on disk (and cannot resume).
+        data_dir: folder with ``mnist.npz``/``cifar10.npz`` (else
+            ``$LAPERM_DATA_DIR``, else download).
+        resume: continue from ``out_dir``'s checkpoint when it exists for the
+            same config, data and backend; a finished run is returned as
+            stored.  False starts again (the old result is deleted first).
+        progress: show a progress bar (tqdm; works in notebooks).
+        allow_other_backend: reuse or continue a run made with another Keras
+            backend.
+
+    A run killed at any moment and started again gives the history of the
+    uninterrupted run: the order and augmentation of epoch e and its dropout
+    masks are functions of (seed, e), and the checkpoint is the only resume
+    point.  The result lists the epochs at which the run was resumed.
+
+    Returns:
+        ``(history, result)``: a DataFrame with one row per epoch and the
+        result record (also written to ``result.json``).
+
+    Raises:
+        RunDirError: ``out_dir`` holds a run of a different config, made on
+            other data, or (unless allowed) with another backend.
+        laperm.data.DataNotFoundError, laperm.data.DataFormatError: the data.
+    """
+    with _dtype_policy(config.precision):
+        return _run(config, out_dir, data_dir=data_dir, resume=resume, progress=progress,
+                    allow_other_backend=allow_other_backend)
+
+
+def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend):
+    import keras
+
+    from laperm.callbacks import NonFiniteGuard
+
+    # The data first: a missing or damaged file leaves no folder behind.
+    splits = load_splits(config, data_dir)
+    provenance = run_provenance(config, data_dir)
+    files = RunFiles(out_dir) if out_dir is not None else None
+    rows: list[dict] = []
+    model, tables, done, resumed_at = None, None, 0, []
+    steps_per_epoch = int(math.ceil(len(splits["train"][0]) / config.batch_size))
+    if files is not None:
+        if files.config.exists():
+            runfiles.check_reuse(files, json.loads(files.config.read_text()), config, provenance,
+                         allow_other_backend)
+        files.dir.mkdir(parents=True, exist_ok=True)
+        files.clean_temporary()
+        if not resume:
+            files.remove_run()
+        else:
+            stored = runfiles.stored_result(files, config)
+            if stored is not None:
+                return stored
+        runfiles.atomic_write_text(files.config, json.dumps(
+            {"hash": config.hash, "config": config.to_dict(), "provenance": provenance},
+            indent=1))
+        if resume and files.checkpoint.exists():
+            model, done, rows = runfiles.resume_point(files, steps_per_epoch)
+            tables = (json.loads(files.init_tables.read_text())
+                      if files.init_tables.exists() else {})
+            resumed_at = json.loads(files.resumes.read_text()) if files.resumes.exists() else []
+            if done < config.epochs:
+                resumed_at = sorted(set(resumed_at) | {done})
+                runfiles.atomic_write_text(files.resumes, json.dumps(resumed_at))
+            best = best_so_far(rows)["best_epoch"]
+            for e, path in files.best_candidates().items():
+                if e > done or e != best:
+                    path.unlink(missing_ok=True)  # written after the checkpoint was
+        elif files.history.exists():
+            # A history without its checkpoint cannot be continued: keep it
+            # beside the new run instead of overwriting it.
+            stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+            kept = files.dir / f"history.abandoned-{stamp}.csv"
+            os.replace(files.history, kept)
+            print(f"[laperm] {files.dir}: no checkpoint to resume from; the old history "
+                  f"was kept as {kept.name} and the run starts again.", flush=True)
+            files.remove_run()
+
+    pipes = prepare_data(config, data_dir, first_epoch=done, splits=splits)
+    if model is None:
+        model, table_frames = build_model(config)
+        tables = json.loads(json.dumps({k: v.to_dict("records") for k, v in table_frames.items()},
+                                       default=runfiles.json_default))
+        if files is not None:
+            runfiles.atomic_write_text(files.init_tables,
+                               json.dumps(tables, indent=1, default=runfiles.json_default))
+        model.compile(
+            optimizer=build_optimizer(config),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    remaining = config.epochs - done
+    bar = None
+    if progress and remaining > 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=remaining * steps_per_epoch,
+            desc=f"{config.name} [{config.optimizer}] epochs {done + 1}-{config.epochs}",
+            unit="step", mininterval=1.0,
+        )
+    epoch_end = _EpochEnd(config, model, pipes, files, rows, bar, _wall_time(rows))
+    lr_callback = keras.callbacks.LearningRateScheduler(
+        lambda epoch, lr: learning_rate_at(config.lr_schedule, config.learning_rate, epoch)
+    )
+    try:
+        if remaining > 0:
+            callbacks = [lr_callback, epoch_end.callback()]
+            if laperm_of(model.optimizer) is not None:
+                callbacks.insert(0, NonFiniteGuard())
+            model.fit(
+                pipes["train"], epochs=config.epochs, initial_epoch=done,
+                steps_per_epoch=steps_per_epoch, verbose=0, shuffle=False,
+                callbacks=callbacks,
+            )
+    finally:
+        if bar is not None:
+            bar.close()
+
+    history = pd.DataFrame(rows)
+    best = best_so_far(rows)
+    laperm = laperm_of(model.optimizer)
+    final = evaluate_three_ways(config, model, laperm, pipes)
+    final_val, final_test = final["val"][1], final["test"][1]
+    adam_recalibrated = None
+    if laperm is None and config.bn_batches and pipes["bn_images"] is not None:
+        from laperm.batchnorm import batchnorm_layers, recalibrated_batchnorm
+
+        if batchnorm_layers(model):  # to show that re-estimation changes nothing for Adam
+            with recalibrated_batchnorm(model, pipes["bn_images"], batches=config.bn_batches,
+                                        seed=config.seed):
+                adam_recalibrated = evaluate(model, pipes["test"])[1]
+    if files is not None and best["best_epoch"] is not None:
+        candidate = files.best_candidates().get(best["best_epoch"])
+        if candidate is not None:
+            os.replace(candidate, files.best_weights)
+    best_by_test = history.loc[history["test_accuracy"].idxmax()] if len(history) else None
+    result: dict[str, Any] = {
+        "name": config.name,
+        "config": config.to_dict(),
+        "config_hash": config.hash,
+        "optimizer": config.optimizer,
+        "scale": {
+            "label": config.scale_label,
+            "is_reduced": not config.is_paper_scale,
+            "epochs_run": len(rows),
+            "paper_epochs": config.paper_epochs,
+            "train_fraction": config.train_fraction,
+            "n_train": pipes["n_train"],
+            "n_val": pipes["n_val"],
+            "n_test": pipes["n_test"],
+        },
+        "test_set": pipes["test_note"],
+        "evaluated_on_synchronised_weights": laperm is not None,
+        "evaluation": evaluation_note(config, model, laperm is not None),
+        "final_val_accuracy": final_val,
+        "final_test_accuracy": final_test,
+        "final_test_accuracy_stale_bn": final["test_stale_bn"],
+        "final_test_accuracy_unsynced": final["test_unsynced"],
+        "final_test_accuracy_recalibrated_bn_adam": adam_recalibrated,
+        "precision": config.precision,
+        "best_epoch": best["best_epoch"],
+        "best_val_accuracy": best["best_val_accuracy"],
+        "test_accuracy_at_best_val": best["test_accuracy_at_best"],
+        "best_test_accuracy_any_epoch": (
+            float(best_by_test["test_accuracy"]) if best_by_test is not None else None
+        ),
+        "paper_accuracy": PAPER_ACCURACY.get(config.name),
+        "wall_time_s": _wall_time(rows),
+        "resumed_at_epochs": resumed_at,
+        "data_order": "epoch e's batches, augmentation and dropout are functions of (seed, e)",
+        "provenance": provenance,
+        "init_tables": tables,
+        **environment_info(),
+    }
+    if files is not None:
+        runfiles.atomic_write_text(files.result, json.dumps(result, indent=1, default=runfiles.json_default))
+    return history, result
