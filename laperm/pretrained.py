@@ -5,6 +5,13 @@ config and its hash, k, p, seed, epochs run of planned, validation and test
 accuracy (measured on synchronised weights for LaPerm), wall time, hardware,
 date, commit and the file's sha256.  :func:`load` refuses a file whose sha256
 does not match the manifest.
+
+Where weights are read from (:func:`weights_dir`): an explicit ``directory``,
+else the ``pretrained/`` folder of the checkout you work in
+(:func:`laperm.project.project_root`), else the copy shipped inside the
+installed package (the wheel carries ``pretrained/`` as package data).
+:func:`export` writes into a checkout's ``pretrained/`` (or an explicit
+folder), never into the installed package.
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ import json
 import os
 from pathlib import Path
 
-PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 MANIFEST = "manifest.json"
 
 
@@ -38,8 +44,36 @@ def sha256(path) -> str:
     return digest.hexdigest()
 
 
-def _directory(directory) -> Path:
-    return Path(directory) if directory is not None else PRETRAINED_DIR
+def packaged_dir() -> Path | None:
+    """The weights shipped inside the installed package, if any."""
+    folder = Path(__file__).resolve().parent / "_pretrained"
+    return folder if (folder / MANIFEST).is_file() else None
+
+
+def weights_dir(directory=None) -> Path:
+    """The folder weights are read from (see the module docstring)."""
+    if directory is not None:
+        return Path(directory)
+    from laperm.project import project_root
+
+    root = project_root(required=False)
+    if root is not None and (root / "pretrained" / MANIFEST).is_file():
+        return root / "pretrained"
+    packaged = packaged_dir()
+    if packaged is not None:
+        return packaged
+    return (root or Path.cwd()) / "pretrained"
+
+
+def _export_dir(directory=None) -> Path:
+    if directory is not None:
+        return Path(directory)
+    from laperm.project import project_root
+
+    return project_root() / "pretrained"
+
+
+_directory = weights_dir
 
 
 #: The keys every manifest entry needs to be loaded.
@@ -146,14 +180,17 @@ def export(run_dir, name: str, directory=None) -> dict:
         run_dir: a folder written by :func:`laperm.experiment.run` holding
             ``result.json`` and ``best.weights.h5``.
         name: the name to store it under.
-        directory: target folder (default: ``pretrained/``).
+        directory: target folder (default: the checkout's ``pretrained/``).
 
     Returns:
         The manifest entry.
+
+    Raises:
+        laperm.project.NoProjectError: no ``directory`` and no checkout here.
     """
     run_dir = Path(run_dir)
     result = json.loads((run_dir / "result.json").read_text())
-    target_dir = _directory(directory)
+    target_dir = _export_dir(directory)
     target_dir.mkdir(parents=True, exist_ok=True)
     file = f"{name}.weights.h5"
     # Keep the model's weights only: a run's best.weights.h5 also holds the
@@ -189,7 +226,7 @@ def export(run_dir, name: str, directory=None) -> dict:
         "commit": result["commit"],
         "sha256": sha256(target_dir / file),
     }
-    entries = manifest(directory, missing_ok=True)
+    entries = manifest(target_dir, missing_ok=True)
     entries[name] = entry
     tmp = target_dir / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))

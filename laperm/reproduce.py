@@ -26,7 +26,6 @@ from pathlib import Path
 
 from laperm.experiment import EXPERIMENTS, PRECISIONS, paper_config, run
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 
 
 def run_name(cfg) -> str:
@@ -113,7 +112,8 @@ def main(argv=None) -> int:
                         help="reduced run: share of the training set, in (0, 1]")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="Keras dtype policy (default float32; the variables stay float32)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder of the run folders (default: results/ of the checkout)")
     parser.add_argument("--export", action="store_true", help="export best weights to pretrained/")
     parser.add_argument("--allow-other-backend", action="store_true",
                         help="resume or reuse a run folder written under another Keras backend")
@@ -121,6 +121,13 @@ def main(argv=None) -> int:
     unknown = [e for e in args.experiments if e not in EXPERIMENTS]
     if unknown:
         parser.error(f"unknown experiment(s) {unknown}; valid: {', '.join(EXPERIMENTS)}")
+    if args.out is None:
+        from laperm.project import NoProjectError, project_root
+
+        try:
+            args.out = project_root() / "results"
+        except NoProjectError as exc:
+            parser.error(str(exc))
     user_errors = _user_errors()
     run_options = {"allow_other_backend": True} if args.allow_other_backend else {}
     for name in args.experiments:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from pathlib import Path
 
 from laperm import pretrained
 from laperm.experiment import paper_config, run
@@ -61,11 +62,12 @@ def test_project_manifest_files_match():
     """Every file committed in pretrained/ matches its manifest sha256."""
     entries = pretrained.manifest()
     for name, meta in entries.items():
-        path = pretrained.PRETRAINED_DIR / meta["file"]
+        path = pretrained.weights_dir() / meta["file"]
         assert path.exists(), name
         assert pretrained.sha256(path) == meta["sha256"], name
     # Weights only, and the folder stays well under the 50 MB the project allows.
-    total = sum(p.stat().st_size for p in pretrained.PRETRAINED_DIR.iterdir())
+    assert pretrained.weights_dir() == Path(__file__).resolve().parents[1] / "pretrained"
+    total = sum(p.stat().st_size for p in pretrained.weights_dir().iterdir())
     assert total < 25 * 2**20, f"pretrained/ holds {total / 2**20:.1f} MB"
 
 

@@ -13,12 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
+import jupytext
 import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from laperm import book, bookbuild, data, experiment, pretrained, reproduce
+from laperm import book, data, experiment, pretrained, reproduce
+from laperm.book import execute as book_execute
+from laperm.book import sections as book_sections
+from laperm.book import source as book_source
+from laperm.book.errors import UsageError
+from laperm.book.layout import Project
 from laperm.cli import main as laperm_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,7 +147,7 @@ def _notebook(path: Path, params: str) -> None:
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    nbformat.write(nb, str(path))
+    path.write_text(jupytext.writes(nb, fmt="md:myst"))
 
 
 @pytest.fixture
@@ -151,10 +156,10 @@ def project(tmp_path):
     (root / "book").mkdir(parents=True)
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/00_knobs\n")
     (root / "_config.yml").write_text("title: knobs\n")
-    _notebook(root / "book" / "00_knobs.ipynb",
+    _notebook(root / "book" / "00_knobs.md",
               "epochs = None\nadam_baseline = None\nsync_periods = None\ntrain_fraction = None\n"
               "models = None\nseed = None")
-    return bookbuild.Project(root=root, build=tmp_path / "build")
+    return Project(root=root, build=tmp_path / "build")
 
 
 @pytest.fixture
@@ -163,7 +168,7 @@ def no_kernel(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("execute() was called: the parameter was not checked first")
 
-    monkeypatch.setattr(bookbuild, "execute", refuse)
+    monkeypatch.setattr(book_execute, "execute", refuse)
 
 
 @pytest.mark.parametrize("name, value, expected", [
@@ -196,25 +201,25 @@ def test_bad_parameter_values_exit_2_before_any_kernel(project, no_kernel, capsy
     ("false", False), ("No", False), ("0", False), ("FALSE", False),
 ])
 def test_booleans_are_parsed_strictly(project, text, value):
-    (p,) = bookbuild.plan(project, ["00"], "smoke", {"adam_baseline": text})
+    (p,) = book_sections.plan(project, ["00"], "smoke", {"adam_baseline": text})
     assert p.overrides == {"adam_baseline": value}
 
 
 def test_parameter_values_get_their_declared_types(project):
-    (p,) = bookbuild.plan(project, ["00"], "smoke", {
+    (p,) = book_sections.plan(project, ["00"], "smoke", {
         "adam_baseline": "no", "sync_periods": "20", "epochs": "3", "train_fraction": "1",
         "models": "conv2", "seed": "none"})
     assert p.overrides == {"adam_baseline": False, "sync_periods": [20], "epochs": 3,
                            "train_fraction": 1.0, "models": ["conv2"], "seed": None}
     assert type(p.overrides["train_fraction"]) is float
-    (p,) = bookbuild.plan(project, ["00"], "smoke", {"sync_periods": "[20, 1200]",
+    (p,) = book_sections.plan(project, ["00"], "smoke", {"sync_periods": "[20, 1200]",
                                                      "models": "conv2,conv4"})
     assert p.overrides == {"sync_periods": [20, 1200], "models": ["conv2", "conv4"]}
     # typed values (a Python caller) are checked the same way
-    (p,) = bookbuild.plan(project, ["00"], "smoke", {"sync_periods": 20, "epochs": np.int64(2)})
+    (p,) = book_sections.plan(project, ["00"], "smoke", {"sync_periods": 20, "epochs": np.int64(2)})
     assert p.overrides == {"sync_periods": [20], "epochs": 2}
-    with pytest.raises(bookbuild.UsageError, match="adam_baseline"):
-        bookbuild.plan(project, ["00"], "smoke", {"adam_baseline": "maybe"})
+    with pytest.raises(UsageError, match="adam_baseline"):
+        book_sections.plan(project, ["00"], "smoke", {"adam_baseline": "maybe"})
 
 
 def test_real_section_is_checked_before_its_kernel(no_kernel, tmp_path, capsys):
@@ -225,22 +230,23 @@ def test_real_section_is_checked_before_its_kernel(no_kernel, tmp_path, capsys):
     assert laperm_main(args + ["-p", "nope", "1"]) == 2
     line = _one_line(capsys.readouterr().err)
     assert "unknown parameter(s) nope" in line and "adam_baseline" in line
-    project = bookbuild.Project.find(REPO, tmp_path / "build")
-    (p,) = bookbuild.plan(project, ["05_1"], "smoke", {"adam_baseline": "no",
+    project = Project.find(REPO, tmp_path / "build")
+    (p,) = book_sections.plan(project, ["05_1"], "smoke", {"adam_baseline": "no",
                                                        "sync_periods": "20"})
     assert p.overrides == {"adam_baseline": False, "sync_periods": [20]}
 
 
-def _book_notebooks():
-    return sorted((REPO / "book").glob("*.ipynb"))
+def _book_pages():
+    return sorted(p for p in (REPO / "book").glob("*.md") if book_source.is_page(p))
 
 
-@pytest.mark.parametrize("path", _book_notebooks(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", _book_pages(), ids=lambda p: p.stem)
 def test_every_section_parameter_is_declared_and_its_profiles_pass(path):
-    params = [p for p in bookbuild.notebook_parameters(path) if p != "profile"]
+    page = book_source.read_page(path)
+    params = [p for p in book_source.page_parameters(page) if p != "profile"]
     undeclared = [p for p in params if p not in book.KNOBS]
     assert not undeclared, f"declare {undeclared} in laperm.book.KNOBS"
-    table = bookbuild.notebook_profiles(path)
+    table = book_source.page_profiles(page)
     assert table is not None
     for profile, values in table.items():
         for name, value in values.items():
@@ -303,7 +309,8 @@ def test_missing_manifest_says_so(tmp_path):
 
 
 def test_missing_project_manifest_says_how_to_restore(tmp_path, monkeypatch):
-    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    monkeypatch.setenv("LAPERM_ROOT", str(tmp_path))  # a checkout without pretrained/
+    monkeypatch.setattr(pretrained, "packaged_dir", lambda: None)
     with pytest.raises(FileNotFoundError, match="re-clone"):
         pretrained.load("conv7_laperm_s0")
 
