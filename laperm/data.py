@@ -548,10 +548,6 @@ class Preprocessor:
         x = tf.cast(x, tf.float32)
         return (x - tf.constant(self.center)) / tf.constant(self.scale)
 
-    def inverse(self, x):
-        """Map preprocessed numpy images back to the 0-255 range."""
-        return np.asarray(x, dtype=np.float32) * self.scale + self.center
-
 
 def _image_shape(x_train) -> tuple:
     x_train = np.asarray(x_train)
@@ -808,7 +804,6 @@ def make_dataset(
     shuffle: bool = False,
     seed: int | None = None,
     drop_remainder: bool = False,
-    cache: bool = False,
     epochs: int | None = None,
     first_epoch: int = 0,
 ):
@@ -851,9 +846,6 @@ def make_dataset(
             reproducible (Keras' seed generators are stateful); without one it
             runs in parallel (``AUTOTUNE``).  Required with ``epochs``.
         drop_remainder: drop the last incomplete batch.
-        cache: cache the preprocessed float32 images in memory before
-            shuffling and augmentation (4x the uint8 size; per-element
-            preprocessing; ``epochs=None`` only).
         epochs: number of epochs the dataset holds (see above), or None.
         first_epoch: the first epoch it holds (counted from 0), to resume.
 
@@ -937,13 +929,10 @@ def make_dataset(
             int(seed), int(epochs), int(first_epoch), drop_remainder)
 
     ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if cache:
-        ds = ds.map(lambda a, b: (prep(a), b), num_parallel_calls=tf.data.AUTOTUNE).cache()
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
-    if not cache:
-        ds = ds.map(lambda a, b: (prep(a), b), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda a, b: (prep(a), b), num_parallel_calls=tf.data.AUTOTUNE)
     if aug_steps:
         calls = None if seed is not None else tf.data.AUTOTUNE
         ds = ds.map(lambda a, b: (augment_batch(a), b), num_parallel_calls=calls)

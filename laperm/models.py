@@ -30,19 +30,15 @@ import keras
 from keras import layers
 
 __all__ = [
-    "DATASET_OF",
-    "INPUT_SHAPES",
     "MODELS",
     "L2_WEIGHT",
     "conv2",
     "conv4",
     "conv7",
     "conv13",
-    "dataset_for",
     "f1",
     "f2",
     "get",
-    "input_shape_for",
     "names",
     "resnet",
 ]
@@ -397,19 +393,6 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
     "f2": f2,
 }
 
-#: Which dataset each registered model is trained on in the paper.
-DATASET_OF: dict[str, str] = {
-    name: ("mnist" if name in ("conv7", "f1", "f2") else "cifar10") for name in MODELS
-}
-
-#: Default input shape of each registered model.
-INPUT_SHAPES: dict[str, tuple[int, ...]] = {
-    name: (MNIST_SHAPE if name == "conv7"
-           else MNIST_FLAT_SHAPE if name in ("f1", "f2")
-           else CIFAR10_SHAPE)
-    for name in MODELS
-}
-
 _RESNET_NAME = re.compile(r"resnet(\d+)")
 
 
@@ -459,24 +442,3 @@ def get(name: str, **kwargs) -> keras.Model:
     if key in MODELS:
         return MODELS[key](**kwargs)
     return resnet(depth=int(_RESNET_NAME.fullmatch(key).group(1)), **kwargs)
-
-
-def dataset_for(name: str) -> str:
-    """Dataset a model is trained on in the paper: ``"mnist"`` or ``"cifar10"``.
-
-    Raises:
-        ValueError: If the name is unknown.
-    """
-    key = _canonical(name)
-    return DATASET_OF.get(key, "cifar10")
-
-
-def input_shape_for(name: str) -> tuple[int, ...]:
-    """Default input shape of a model: ``(28, 28, 1)`` for Conv7, ``(28, 28)``
-    for F1/F2, ``(32, 32, 3)`` for the CIFAR-10 models.
-
-    Raises:
-        ValueError: If the name is unknown.
-    """
-    key = _canonical(name)
-    return INPUT_SHAPES.get(key, CIFAR10_SHAPE)

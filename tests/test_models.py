@@ -81,12 +81,11 @@ def test_default_input_and_output_shapes(name, shape):
     model = models.get(name)
     assert tuple(model.input_shape[1:]) == shape
     assert tuple(model.output_shape) == (None, 10)
-    assert models.input_shape_for(name) == shape
 
 
 @pytest.mark.parametrize("name", ["conv2", "conv4", "conv7", "conv13", "f1", "f2"])
 def test_input_shape_and_num_classes_arguments(name):
-    shape = (28, 28, 1) if models.dataset_for(name) == "mnist" else (32, 32, 3)
+    shape = (28, 28, 1) if name in ("conv7", "f1", "f2") else (32, 32, 3)
     model = models.get(name, input_shape=shape, num_classes=7)
     assert tuple(model.input_shape[1:]) == shape
     assert tuple(model.output_shape) == (None, 7)
@@ -106,14 +105,6 @@ def test_every_factory_has_input_shape_and_num_classes_args():
         assert "input_shape" in params and "num_classes" in params
         assert params["num_classes"].default == 10
         assert factory.__doc__ and "Section" in factory.__doc__
-
-
-def test_datasets():
-    for name in ("conv7", "f1", "f2"):
-        assert models.DATASET_OF[name] == models.dataset_for(name) == "mnist"
-    for name in ("conv2", "conv4", "conv13", "resnet50", "resnet20"):
-        assert models.DATASET_OF[name] == models.dataset_for(name) == "cifar10"
-    assert models.dataset_for("resnet14") == "cifar10"
 
 
 # --------------------------------------------------------------------------- #
@@ -139,29 +130,6 @@ def test_unknown_name_raises_value_error_listing_valid_names(bad):
     message = str(info.value)
     for name in ("conv2", "conv4", "conv7", "conv13", "resnet50", "f1", "f2"):
         assert name in message
-
-
-@pytest.mark.parametrize("bad", ["conv9", "resnet49"])
-def test_unknown_name_in_helpers(bad):
-    with pytest.raises(ValueError, match="Valid names"):
-        models.input_shape_for(bad)
-    with pytest.raises(ValueError, match="Valid names"):
-        models.dataset_for(bad)
-
-
-@pytest.mark.parametrize("depth", [0, 2, 7, 9, 49, 51, -4, 50.0, True])
-def test_resnet_rejects_depth_not_6n_plus_2(depth):
-    with pytest.raises(ValueError, match=r"6n \+ 2"):
-        models.resnet(depth=depth)
-
-
-@pytest.mark.parametrize("depth, n_conv", [(8, 7 + 2), (20, 19 + 2), (50, 49 + 2)])
-def test_resnet_depth(depth, n_conv):
-    model = models.resnet(depth)
-    convs = _layers_of(model, keras.layers.Conv2D)
-    # depth - 1 3x3 convs (the Dense is the last layer) + two 1x1 projections.
-    assert len(convs) == n_conv
-    assert sum(c.kernel_size == (1, 1) for c in convs) == 2
 
 
 # --------------------------------------------------------------------------- #
@@ -306,7 +274,7 @@ def test_module_is_backend_agnostic():
 def test_fit_one_step(name, kwargs):
     keras.utils.set_random_seed(0)
     model = models.get(name, **kwargs)
-    shape = models.input_shape_for(name)
+    shape = tuple(model.input_shape[1:])
     rng = np.random.default_rng(0)
     x = rng.random((4, *shape), dtype=np.float32)
     y = rng.integers(0, 10, size=(4,))

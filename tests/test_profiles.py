@@ -291,3 +291,17 @@ def test_layer_profile_table_on_keras_model():
     np.testing.assert_allclose(full["correlation"], full["correlation_init"])
     named = P.layer_profile_table({"a": w0[0]})
     assert named["name"].tolist() == ["a"]
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (5, 3), (3, 3, 2, 4), (2, 2, 2, 3, 5)])
+def test_numpy_row_view_agrees_with_the_optimizer_row_view(shape):
+    """profiles.weight_vectors (NumPy) and laperm.ops.to_rows (keras.ops) are one view."""
+    from keras import ops
+
+    from laperm import ops as lops
+
+    w = np.arange(int(np.prod(shape)), dtype="float32").reshape(shape)
+    expected = ops.convert_to_numpy(lops.to_rows(ops.convert_to_tensor(w)))
+    np.testing.assert_array_equal(P.weight_vectors(w), expected.reshape(P.weight_vectors(w).shape))
+    if len(shape) >= 1:
+        assert P.weight_vectors(w).shape == expected.shape
