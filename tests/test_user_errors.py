@@ -131,7 +131,7 @@ def test_reproduce_epochs_zero_in_a_real_process(tmp_path):
     assert proc.returncode == 2
     # (TensorFlow's start-up log lines may come first)
     ours = [line for line in proc.stderr.splitlines() if "laperm" in line]
-    assert ours == ["python -m laperm.reproduce: error: argument --epochs: must be >= 1, "
+    assert ours == ["python -m laperm.reproduce: error: argument --epochs: the number of epochs must be >= 1, "
                     "got 0 (see --help)"]
     assert "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())
