@@ -8,19 +8,24 @@ Examples::
     laperm book --profile cpu                        # every section, then the HTML
     laperm book --profile smoke --sections 00 07 08  # some sections, then the HTML
     laperm build                                     # only the HTML, from executed notebooks
+    laperm notebook 05_1 -o /tmp                     # the page as .ipynb (for papermill)
 
-Sections are the notebooks ``book/<name>.ipynb`` (names may be shortened to a
-unique prefix).  Executed notebooks go to ``<build>/executed/``, the HTML to
-``<build>/html/index.html``; ``<build>`` is ``$LAPERM_BUILD_DIR`` or
-``_build``.  See :mod:`laperm.bookbuild` for the pipeline and its cache.
+Sections are the pages ``book/<name>.md``, MyST Markdown notebooks (names may
+be shortened to a unique prefix).  The project is the checkout given by
+``--root``, ``$LAPERM_ROOT`` or the current folder (:mod:`laperm.project`);
+executed notebooks go to ``<build>/executed/``, the HTML to
+``<build>/html/index.html``; ``<build>`` is ``--build-dir``,
+``$LAPERM_BUILD_DIR`` or ``_build`` in the project.  See :mod:`laperm.book`
+for the pipeline and its cache.
 
 Parameter values are checked before any notebook starts: each has a declared
 type and range (:data:`laperm.book.KNOBS`; booleans are true/false, yes/no or
 1/0; a list parameter given one value is a list of one).
 
 Exit codes: 0 success, 1 a section or the build failed, 2 a usage mistake
-(unknown section, profile or parameter, or a parameter value of the wrong type
-or out of range), told in one line.
+(unknown section, profile or parameter, a parameter value of the wrong type
+or out of range, no project, or the ``book`` extra not installed), told in one
+line.
 """
 
 from __future__ import annotations
@@ -28,8 +33,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
-from laperm.book import PROFILE_DESCRIPTIONS, PROFILE_NAMES
+from laperm.book.errors import SectionFailed, UsageError, missing_extra
+from laperm.book.knobs import PROFILE_DESCRIPTIONS, PROFILE_NAMES
+from laperm.book.layout import Project
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,9 +48,11 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="profiles:\n" + "\n".join(f"  {p:<6} {d}" for p, d in PROFILE_DESCRIPTIONS.items()),
     )
-    parser.add_argument("--root", help="the project folder (default: the current folder when it "
-                                       "holds _toc.yml, else this package's repository)")
-    parser.add_argument("--build-dir", help="build folder (default: $LAPERM_BUILD_DIR or _build)")
+    parser.add_argument("--root", help="the project folder, a checkout of the repository "
+                                       "(default: $LAPERM_ROOT, else the checkout enclosing the "
+                                       "current folder)")
+    parser.add_argument("--build-dir", help="build folder (default: $LAPERM_BUILD_DIR, else "
+                                            "_build in the project)")
     # The same options after the command (`laperm run 05_1 --build-dir x`).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -62,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run", help="execute one or more sections", parents=[common],
-        description="Execute section notebooks with papermill into <build>/executed/.")
+        description="Execute section pages with papermill into <build>/executed/.")
     run.add_argument("sections", nargs="+", metavar="SECTION",
                      help="section name or unique prefix (e.g. 05_1)")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
@@ -85,6 +95,14 @@ def _parser() -> argparse.ArgumentParser:
                    description="Stage the executed notebooks and build the book strictly.")
     sub.add_parser("sections", help="list the sections, their parameters and profiles",
                    parents=[common])
+    notebook = sub.add_parser(
+        "notebook", help="write a section's page as a .ipynb (to run it with papermill)",
+        parents=[common],
+        description="Write book/<section>.md as a notebook without outputs (the same as "
+                    "`jupytext --to ipynb`).")
+    notebook.add_argument("sections", nargs="+", metavar="SECTION")
+    notebook.add_argument("-o", "--out", default=".",
+                          help="a folder, or a file name for one section (default: .)")
     return parser
 
 
@@ -99,12 +117,12 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def _overrides(pairs) -> dict:
-    """``-p NAME VALUE`` pairs as typed; :func:`laperm.bookbuild.plan` checks and types them."""
+    """``-p NAME VALUE`` pairs as typed; :func:`laperm.book.sections.plan` checks and types them."""
     return {name: value for name, value in pairs}
 
 
 def _execute(project, plans, args) -> list:
-    from laperm.bookbuild import execute
+    from laperm.book.execute import execute
 
     _setup_logging(args.quiet)
     outcomes = []
@@ -122,7 +140,8 @@ def _execute(project, plans, args) -> list:
 
 
 def _cmd_run(project, args) -> int:
-    from laperm.bookbuild import plan, summary_table
+    from laperm.book.execute import summary_table
+    from laperm.book.sections import plan
 
     plans = plan(project, args.sections, args.profile, _overrides(args.parameter))
     outcomes = _execute(project, plans, args)
@@ -135,7 +154,7 @@ def _cmd_run(project, args) -> int:
 
 def _build_and_report(project) -> int:
     """Render the HTML strictly and print where it is (0), or the error (1)."""
-    from laperm.bookbuild import SectionFailed, build_html
+    from laperm.book.site import build_html
 
     try:
         index = build_html(project)
@@ -147,7 +166,8 @@ def _build_and_report(project) -> int:
 
 
 def _cmd_book(project, args) -> int:
-    from laperm.bookbuild import plan, summary_table
+    from laperm.book.execute import summary_table
+    from laperm.book.sections import plan
 
     plans = plan(project, args.sections, args.profile)
     outcomes = _execute(project, plans, args)
@@ -164,34 +184,24 @@ def _cmd_build(project, args) -> int:
     return _build_and_report(project)
 
 
-def _title(path) -> str:
-    import nbformat
-
-    nb = nbformat.read(str(path), as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            for line in cell.source.splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return ""
-
-
 def _cmd_sections(project, args) -> int:
-    from laperm.bookbuild import load_cache, notebook_parameters, notebook_profiles, sections
+    from laperm.book.cache import load_cache
+    from laperm.book.sections import section_names
+    from laperm.book.source import page_parameters, page_profiles, page_title, read_page
 
     cache = load_cache(project)
-    names = sections(project)
+    names = section_names(project)
     if not names:
         print(f"no sections in {project.book_dir}")
         return 0
     for name in names:
-        path = project.notebook(name)
-        params = [p for p in notebook_parameters(path) if p != "profile"]
-        table = notebook_profiles(path)
+        page = read_page(project.page(name))
+        params = [p for p in page_parameters(page) if p != "profile"]
+        table = page_profiles(page)
         entry = cache.get(name)
         state = (f"executed {entry['executed_at']} ({entry['profile']})" if entry
                  and project.executed(name).is_file() else "not executed")
-        print(f"{name}  {_title(path)}  [{state}]")
+        print(f"{name}  {page_title(page)}  [{state}]")
         print(f"    parameters: {', '.join(params) or '(none besides profile)'}")
         if table:
             for prof, values in table.items():
@@ -202,15 +212,32 @@ def _cmd_sections(project, args) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "book": _cmd_book, "build": _cmd_build, "sections": _cmd_sections}
+def _cmd_notebook(project, args) -> int:
+    from laperm.book.execute import write_notebook
+    from laperm.book.sections import resolve_sections
+
+    chosen = resolve_sections(project, args.sections)
+    out = Path(args.out)
+    if len(chosen) > 1 and not out.is_dir():
+        raise UsageError(f"--out {out} must be an existing folder for several sections")
+    if out.suffix != ".ipynb" and not out.is_dir():
+        raise UsageError(f"--out {out}: give an existing folder or a file name ending in .ipynb")
+    for section in chosen:
+        print(f"[laperm] {section}: {write_notebook(project, section, out)}")
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "book": _cmd_book, "build": _cmd_build, "sections": _cmd_sections,
+            "notebook": _cmd_notebook}
 
 
 def main(argv=None) -> int:
     """Entry point of the ``laperm`` command; returns the exit code."""
-    from laperm.bookbuild import Project, UsageError
-
     args = _parser().parse_args(argv)
     try:
+        missing = missing_extra(args.command)
+        if missing:
+            raise UsageError(missing)
         project = Project.find(args.root, args.build_dir)
         return COMMANDS[args.command](project, args)
     except UsageError as exc:

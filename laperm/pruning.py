@@ -31,7 +31,6 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from laperm import paper as _paper
 
 __all__ = [
     "PAPER_CHECKPOINT_NONZERO",
@@ -50,12 +49,23 @@ __all__ = [
 ]
 
 #: The paper's pruning and shared-value settings, kept in :mod:`laperm.paper`.
-PAPER_PRUNE_KEEP: dict[int, float] = _paper.PRUNE_KEEP
-PAPER_SHARED_VALUE: dict[str, dict] = {
-    name: dict(value=s["value"], keep=list(s["keep"]) if isinstance(s["keep"], tuple) else s["keep"])
-    for name, s in _paper.SHARED_VALUE.items()
-}
-PAPER_CHECKPOINT_NONZERO: dict[str, list[float]] = _paper.CHECKPOINT_NONZERO
+# PAPER_PRUNE_KEEP, PAPER_SHARED_VALUE and PAPER_CHECKPOINT_NONZERO are read
+# from laperm.paper on first use (laperm.paper builds configs that check
+# SHARED_MASKS here, so this module does not import it at load time).
+
+
+def __getattr__(name):
+    from laperm import paper
+
+    if name == "PAPER_PRUNE_KEEP":
+        return paper.PRUNE_KEEP
+    if name == "PAPER_SHARED_VALUE":
+        return {key: dict(value=s["value"],
+                          keep=list(s["keep"]) if isinstance(s["keep"], tuple) else s["keep"])
+                for key, s in paper.SHARED_VALUE.items()}
+    if name == "PAPER_CHECKPOINT_NONZERO":
+        return paper.CHECKPOINT_NONZERO
+    raise AttributeError(f"module 'laperm.pruning' has no attribute {name!r}")
 
 COLUMNS = [
     "layer",

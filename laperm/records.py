@@ -56,11 +56,26 @@ def run_settings(result: dict) -> dict:
     }
 
 
+def paper_experiment(config: dict) -> str | None:
+    """The row of the paper's table a run belongs to: the paper's experiment with
+    the same model, data, pruning and weight sharing (None if there is none)."""
+    from laperm.paper import EXPERIMENTS, PAPER_ACCURACY
+
+    mine = (config.get("model"), config.get("dataset"), config.get("prune_keep"),
+            config.get("shared_value"), config.get("shared_mask", "bernoulli"))
+    for name in PAPER_ACCURACY:
+        ref = EXPERIMENTS[name]
+        if (ref.model, ref.dataset, ref.prune_keep, ref.shared_value, ref.shared_mask) == mine:
+            return name
+    return None
+
+
 def load_records(root) -> pd.DataFrame:
     """One row per finished run below ``root``.
 
     Columns: run, experiment, model, optimizer, k, p, seed, scale, is_reduced,
-    epochs_run, paper_epochs, train_fraction, n_train, best_epoch, best_val_accuracy,
+    epochs_run, paper_epochs, train_fraction, n_train, n_test, paper_experiment
+    (:func:`paper_experiment`), best_epoch, best_val_accuracy,
     test_accuracy_at_best_val, final_test_accuracy, best_test_accuracy_any_epoch,
     paper_accuracy, test_set, wall_time_s, accelerator, date, commit.
     """
@@ -69,6 +84,8 @@ def load_records(root) -> pd.DataFrame:
         rows.append({
             "run": folder.name,
             **run_settings(r),
+            "n_test": r["scale"].get("n_test"),
+            "paper_experiment": paper_experiment(r["config"]),
             "best_epoch": r["best_epoch"],
             "best_val_accuracy": r["best_val_accuracy"],
             "test_accuracy_at_best_val": r["test_accuracy_at_best_val"],
@@ -82,6 +99,95 @@ def load_records(root) -> pd.DataFrame:
             "commit": r.get("commit"),
         })
     return pd.DataFrame(rows)
+
+
+def load_sources(folders: dict) -> pd.DataFrame:
+    """:func:`load_records` of several folders, with a ``source`` column.
+
+    Args:
+        folders: ``{source label: folder}``, e.g. ``{"committed": "results"}``.
+    """
+    frames = [load_records(folder).assign(source=source) for source, folder in folders.items()]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def unfinished_runs(root) -> list[dict]:
+    """Run folders below ``root`` with a config but no result yet.
+
+    Returns:
+        ``[{"run", "epochs_done", "epochs"}]``: epochs in its history, and planned.
+    """
+    root = Path(root)
+    out = []
+    if not root.is_dir():
+        return out
+    for cfg_path in sorted(root.glob("**/config.json")):
+        if (cfg_path.parent / "result.json").is_file():
+            continue
+        history = cfg_path.parent / "history.csv"
+        try:
+            done = len(pd.read_csv(history)) if history.is_file() else 0
+            cfg = json.loads(cfg_path.read_text()).get("config", {})
+        except (OSError, ValueError, pd.errors.EmptyDataError):
+            done, cfg = 0, {}
+        out.append({"run": cfg_path.parent.name, "epochs_done": done, "epochs": cfg.get("epochs")})
+    return out
+
+
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None or value != value else format(value, spec)
+
+
+def comparison_table(records: pd.DataFrame, metric: str = "test_accuracy_at_best_val"
+                     ) -> pd.DataFrame:
+    """Our runs beside the paper's table, ready to show (the Results page).
+
+    One row per row of the paper's table, run, optimizer, k and scale; runs of
+    several seeds are averaged (``± sd`` over seeds).  ``paper`` is filled for
+    LaPerm runs only (the paper's numbers are LaPerm's); ``chosen on test`` is
+    what the same runs would report if the epoch were picked on the test set.
+
+    Args:
+        records: :func:`load_records` (or :func:`load_sources`) rows.
+        metric: the accuracy column reported as ``ours``.
+    """
+    from laperm.paper import PAPER_ACCURACY
+
+    if records.empty:
+        return pd.DataFrame()
+    order = {name: i for i, name in enumerate(PAPER_ACCURACY)}
+    reduced = [f"{e}/{pe} ep., {n:,} images" for e, pe, n in
+               zip(records["epochs_run"], records["paper_epochs"], records["n_train"])]
+    df = records.assign(
+        scale=np.where(records["scale"] == "paper scale", "paper scale", reduced),
+        ours=records[metric],
+        paper=[PAPER_ACCURACY.get(e) if o == "laperm" else None
+               for e, o in zip(records["paper_experiment"], records["optimizer"])],
+        minutes=records["wall_time_s"] / 60,
+    )
+    key = ["paper_experiment", "experiment", "optimizer", "k", "scale"]
+    g = (df.fillna({"k": -1, "paper_experiment": "–"}).groupby(key, sort=False)
+         .agg(seeds=("ours", "size"), ours=("ours", "mean"), sd=("ours", "std"),
+              on_test=("best_test_accuracy_any_epoch", "mean"), paper=("paper", "first"),
+              n_test=("n_test", "first"), minutes=("minutes", "mean"))
+         .reset_index())
+    g = g.sort_values(["paper_experiment", "optimizer", "experiment"],
+                      key=lambda c: c.map(order).fillna(99) if c.name == "paper_experiment"
+                      else c)
+    return pd.DataFrame({
+        "paper experiment": g["paper_experiment"], "run": g["experiment"],
+        "optimizer": g["optimizer"], "k": g["k"].map(lambda v: "–" if v < 0 else f"{v:.0f}"),
+        "scale": g["scale"], "seeds": g["seeds"],
+        "ours (± sd)": [_fmt(m, ".2%") + ("" if n < 2 else f" ± {sd * 100:.2f}")
+                        for m, sd, n in zip(g["ours"], g["sd"], g["seeds"])],
+        "paper": g["paper"].map(lambda v: _fmt(v, ".2%")),
+        "deviation (points)": ((g["ours"] - g["paper"].astype(float)) * 100).map(
+            lambda v: _fmt(v, "+.2f")),
+        "chosen on test": g["on_test"].map(lambda v: _fmt(v, ".2%")),
+        "test images": g["n_test"].map(lambda v: _fmt(v, ",.0f")),
+        "min per run": g["minutes"].map(lambda v: _fmt(v, ".1f")),
+    })
 
 
 def load_histories(root) -> pd.DataFrame:

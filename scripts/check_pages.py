@@ -35,7 +35,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from laperm.bookbuild import toc_entries
+from laperm.book.sections import toc_entries
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = [

@@ -18,6 +18,7 @@ TESTS = Path(__file__).resolve().parent
 CORE_MODULES = ["test_ops.py", "test_optimizer.py", "test_optimizer_safety.py", "test_batchnorm.py"]
 
 
+@pytest.mark.slow  # a second pytest session of the core modules (minutes)
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_core_under_backend(backend):
     if importlib.util.find_spec(backend) is None:

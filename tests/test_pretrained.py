@@ -71,6 +71,7 @@ def test_project_manifest_files_match():
     assert total < 25 * 2**20, f"pretrained/ holds {total / 2**20:.1f} MB"
 
 
+@pytest.mark.slow  # evaluates every committed MNIST model on the full test set
 def test_project_weights_score_what_the_manifest_says(data_dir):
     """Each committed MNIST model re-scores its recorded test accuracy."""
     from laperm.experiment import ExperimentConfig, prepare_data

@@ -67,6 +67,7 @@ def _epochs_in(path: Path) -> int:
     return len(pd.read_csv(history)) if history.exists() else 0
 
 
+@pytest.mark.slow
 def test_kill_at_random_moments_and_resume_gives_the_uninterrupted_history(
         tmp_path, data_dir):
     """SIGKILL a real subprocess at least 5 times; the same command resumes it."""
@@ -118,6 +119,7 @@ def test_kill_at_random_moments_and_resume_gives_the_uninterrupted_history(
     assert not list(killed_dir.glob("*.tmp*")), "temporary files left behind"
 
 
+@pytest.mark.slow
 def test_resumed_augmented_run_with_dropout_is_reproducible(tmp_path, data_dir,
                                                              interrupt_after):
     """Conv7: augmentation and dropout of epoch e depend on (seed, e) only."""
@@ -313,6 +315,7 @@ def test_scale_label_of_more_epochs_than_the_paper():
     assert paper_config("conv2", epochs=8).scale_label == "reduced: 8 of 125 epochs"
 
 
+@pytest.mark.slow
 def test_import_laperm_registers_keras_classes_in_a_new_process(tmp_path):
     """``import laperm`` alone lets ``keras.models.load_model`` read a LaPerm
     model, and every module the README names is reachable from ``laperm``."""
@@ -341,6 +344,7 @@ def test_import_laperm_registers_keras_classes_in_a_new_process(tmp_path):
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_batchnorm_run_is_evaluated_three_ways(tmp_path, data_dir):
     """Conv2 (BatchNorm): re-estimated statistics are the primary number; the
     stale statistics and the unsynchronised weights are logged beside them."""

@@ -1,0 +1,41 @@
+"""The companion book: the API its pages call, and the pipeline that runs them.
+
+Pages call the page API, imported here::
+
+    from laperm import book
+    sec = book.setup("05_1_conv7_mnist", profile, PROFILES, dict(epochs=epochs))
+    ...
+    book.finish(sec)
+
+One job per module:
+
+* :mod:`laperm.book.page`: the page API (:func:`setup`, :func:`finish`,
+  :func:`show_table`, :func:`show_stored_runs`, run folders);
+* :mod:`laperm.book.knobs`: the profiles and the parameters sections accept;
+* :mod:`laperm.book.layout`: where sources, records and build outputs are;
+* :mod:`laperm.book.source`: one page file (``book/<section>.md``, a MyST
+  Markdown notebook) read with jupytext;
+* :mod:`laperm.book.sections`: the section registry (``_toc.yml``) and the
+  validation of a command's sections, profile and parameters;
+* :mod:`laperm.book.cache`: when a section must be re-executed;
+* :mod:`laperm.book.execute`: executing a page with papermill;
+* :mod:`laperm.book.site`: the Jupyter Book build of the executed pages;
+* :mod:`laperm.book.errors`: what the ``laperm`` command reports.
+
+The page API imports nothing of the pipeline; the pipeline's modules import
+the page-independent ones (knobs, layout, source) and each other in the
+order above, never back.
+"""
+
+from laperm.book.knobs import (BOOK_BUDGET_MIN, KNOBS, PROFILE_DESCRIPTIONS, PROFILE_NAMES,
+                               Knob, check_parameter, check_parameters)
+from laperm.book.layout import build_dir, reference_dir, results_dir, status_dir
+from laperm.book.page import (Section, banner, banner_text, finish, load_status, plot_curves,
+                              quiet_kernel, run_folder, setup, show_stored_runs, show_table)
+
+__all__ = [
+    "BOOK_BUDGET_MIN", "KNOBS", "PROFILE_DESCRIPTIONS", "PROFILE_NAMES", "Knob", "Section",
+    "banner", "banner_text", "build_dir", "check_parameter", "check_parameters", "finish",
+    "load_status", "plot_curves", "quiet_kernel", "reference_dir", "results_dir", "run_folder",
+    "setup", "show_stored_runs", "show_table", "status_dir",
+]

@@ -1,0 +1,314 @@
+"""The page API: what the book's pages call (``from laperm import book``).
+
+Every page of ``book/`` starts with a papermill ``parameters`` cell
+(``profile = "cpu"`` and every other parameter ``= None``), then calls
+:func:`setup`, which starts the kernel quietly, fills the ``None`` parameters
+from the chosen profile, shows the scale banner and starts the section's
+clock.  The last cell calls :func:`finish`, which writes the section's status
+record (profile, parameters, hardware, wall time, date, commit) read by the
+status page.
+
+Training runs of a page go to ``<build>/runs/<profile>/<folder>``, the folder
+named by :func:`run_folder`: the name :func:`laperm.reproduce.run_name` gives
+the run in ``results/``, and the config's hash (the book's configs are scaled
+down in ways the name does not say).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from laperm.book.knobs import PROFILE_DESCRIPTIONS, PROFILE_NAMES, check_parameters
+from laperm.book.layout import build_dir, results_dir, status_dir
+
+
+def run_folder(cfg) -> str:
+    """The folder name of a book run: ``<run_name(cfg)>-<cfg.hash>``.
+
+    E.g. ``conv7_laperm_s0_e1_f10-3f2a9c0d1b7e``: the same name as the run's
+    folder in ``results/`` (:func:`laperm.reproduce.run_name`), then the
+    config's hash, which tells apart configs the name does not (a smaller
+    validation split, another learning rate, ...).
+    """
+    from laperm.reproduce import run_name
+
+    return f"{run_name(cfg)}-{cfg.hash}"
+
+
+def quiet_kernel() -> None:
+    """Start TensorFlow quietly (no info logs, no UserWarnings) in a page's kernel."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        tf.get_logger().setLevel("ERROR")
+
+
+@dataclass
+class Section:
+    """What :func:`setup` returns: the resolved parameters of one execution.
+
+    Attributes:
+        section: the notebook's name (e.g. ``"05_1_conv7_mnist"``).
+        profile: ``"smoke"``, ``"cpu"`` or ``"paper"``.
+        params: every parameter after filling ``None`` from the profile.
+        overridden: the names given explicitly (papermill ``-p``).
+    """
+
+    section: str
+    profile: str
+    params: dict
+    overridden: list
+    started: float = field(default_factory=time.perf_counter)
+    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    scale_notes: list = field(default_factory=list)
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["params"][name]
+        except KeyError:
+            raise AttributeError(
+                f"Section {self.__dict__.get('section')!r} has no parameter {name!r}; "
+                f"parameters: {', '.join(self.__dict__.get('params', {}))}"
+            ) from None
+
+    def run_dir(self, run) -> Path:
+        """The folder of one experiment run of this section and profile.
+
+        Args:
+            run: an ``ExperimentConfig`` (its folder is :func:`run_folder`) or
+                a folder name.
+
+        Runs resume from there, so re-executing a section reuses finished runs.
+        """
+        name = run if isinstance(run, str) else run_folder(run)
+        path = build_dir() / "runs" / self.profile / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def note_scale(self, text: str) -> None:
+        """Add a line to the status record (e.g. a run's scale label)."""
+        self.scale_notes.append(text)
+
+    def run_all(self, configs: dict) -> dict:
+        """Train (or reload, when finished before) every experiment config.
+
+        Args:
+            configs: ``{label: ExperimentConfig}``.
+
+        Returns:
+            ``{label: (history, result)}`` from :func:`laperm.experiment.run`;
+            prints one line per run and notes each run's scale.
+        """
+        from laperm import experiment
+
+        runs = {}
+        for label, cfg in configs.items():
+            self.note_scale(f"{cfg.name}: {cfg.scale_label}")
+            runs[label] = experiment.run(cfg, self.run_dir(cfg), progress=False)
+            result = runs[label][1]
+            print(f"{label}: {cfg.scale_label}; test accuracy at the best validation epoch "
+                  f"{result['test_accuracy_at_best_val']:.4f}; {result['wall_time_s']:.0f} s")
+        return runs
+
+
+def setup(section: str, profile: str, profiles: dict[str, dict], overrides: dict[str, Any],
+          show_banner: bool = True) -> Section:
+    """Start the kernel quietly, resolve a page's parameters and show its scale banner.
+
+    Args:
+        section: the notebook's name.
+        profile: the chosen profile name.
+        profiles: ``{profile: {parameter: value}}`` defaults, defined in the
+            notebook itself so a reader sees them.
+        overrides: the notebook's parameters as set in its parameters cell
+            (``None`` means "take the profile's value").
+        show_banner: display the banner (Markdown) in the notebook.
+
+    Raises:
+        ValueError: unknown profile (the message lists the valid ones), a
+            parameter missing from the profile table, or a value of the wrong
+            type or range (see :data:`KNOBS`).
+    """
+    quiet_kernel()
+    if profile not in PROFILE_NAMES:
+        raise ValueError(f"Unknown profile {profile!r}; valid profiles: {', '.join(PROFILE_NAMES)}.")
+    missing = [p for p in PROFILE_NAMES if p not in profiles]
+    if missing:
+        raise ValueError(f"Section {section!r} defines no values for profile(s) {missing}.")
+    defaults = dict(profiles[profile])
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"Parameter(s) {unknown} of section {section!r} have no value in profile {profile!r}."
+        )
+    overrides = check_parameters(overrides, section)
+    params, overridden = {}, []
+    for name, default in defaults.items():
+        value = overrides.get(name)
+        if value is None:
+            params[name] = default
+        else:
+            params[name] = value
+            overridden.append(name)
+    sec = Section(section=section, profile=profile, params=params, overridden=overridden)
+    if show_banner:
+        banner(sec)
+    return sec
+
+
+def banner_text(sec: Section, scale: str | None = None) -> str:
+    """The banner's Markdown: profile, scale and overridden parameters."""
+    lines = [f"**Profile `{sec.profile}`** — {PROFILE_DESCRIPTIONS[sec.profile]}."]
+    if scale:
+        lines.append(f"Scale: **{scale}**.")
+    if sec.overridden:
+        shown = ", ".join(f"`{k}={sec.params[k]!r}`" for k in sec.overridden)
+        lines.append(f"Overridden parameters: {shown}.")
+    lines.append(
+        f"Executed {sec.started_at}; re-run with `laperm run {sec.section} --profile {sec.profile}`."
+    )
+    return "\n".join(f"> {line}\n>" for line in lines).rstrip(">").rstrip()
+
+
+def banner(sec: Section, scale: str | None = None) -> None:
+    """Display the banner in a notebook (printed outside IPython)."""
+    text = banner_text(sec, scale)
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown(text))
+    except ImportError:  # pragma: no cover
+        print(text)
+
+
+def finish(sec: Section, extra: dict | None = None) -> dict:
+    """Write the section's status record for the status page and return it."""
+    from laperm.provenance import environment_info
+
+    env = environment_info()
+    record = {
+        "section": sec.section,
+        "profile": sec.profile,
+        "params": sec.params,
+        "overridden": sec.overridden,
+        "scale_notes": sec.scale_notes,
+        "wall_time_s": round(time.perf_counter() - sec.started, 1),
+        "started_at": sec.started_at,
+        **env,
+        **(extra or {}),
+    }
+    path = status_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / f"{sec.section}.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(tmp, path / f"{sec.section}.json")
+    return record
+
+
+def load_status() -> list[dict]:
+    """Every section's latest status record."""
+    path = status_dir()
+    if not path.is_dir():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(path.glob("*.json"))]
+
+
+_PERCENT_COLUMNS = ("best val acc", "test acc at best val", "final test acc",
+                    "best test acc, any epoch", "paper")
+
+
+def show_table(df) -> None:
+    """Display a :func:`laperm.records.results_table` with percentages."""
+    from IPython.display import display
+
+    fmt = {c: "{:.2%}" for c in _PERCENT_COLUMNS}
+    fmt.update({"p": "{:.0%}", "k": "{:.0f}", "syncs": "{:.0f}", "wall time (s)": "{:.0f}"})
+    display(df.style.format({k: v for k, v in fmt.items() if k in df.columns}, na_rep="—"))
+
+
+def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
+    """Show the committed records of long runs: a table, a seed summary, curves.
+
+    The "paper scale" part of a Section 5 page: runs made with
+    ``python -m laperm.reproduce`` and committed under ``results/``, shown with
+    their scale, seed, hardware and date.
+
+    Args:
+        names: experiment names (e.g. ``["conv7", "conv7_k20"]``); their Adam
+            baselines are found too.
+        paper_names: ``{experiment: key of PAPER_ACCURACY}`` where they differ.
+        root: the records' folder (default :func:`results_dir`).
+
+    Returns:
+        ``{folder name: (history, result)}`` of the records shown.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    from laperm import records, viz
+    from laperm.paper import PAPER_ACCURACY
+
+    found = records.stored_runs(names, root or results_dir())
+    if not found:
+        display(Markdown(
+            "No finished record of these experiments (" + ", ".join(f"`{n}`" for n in names)
+            + ") is committed under `results/` yet, so this page only shows the runs "
+            "executed above."))
+        return found
+    paper_names = paper_names or {}
+    paper_of = {folder: paper_names.get(r["name"], r["name"]) for folder, (_, r) in found.items()}
+    table = records.results_table(found, paper_of)
+    results = [r for _, r in found.values()]
+    table.insert(1, "seed", [r["config"]["seed"] for r in results])
+    table["hardware"] = [f"{(r.get('hardware') or {}).get('accelerator', '?')}, "
+                         f"{(r.get('hardware') or {}).get('cpu_count', '?')} CPU cores"
+                         for r in results]
+    table["date"] = [str(r.get("date", "?"))[:10] for r in results]
+    show_table(table)
+    # Several seeds of one experiment: mean and standard deviation.
+    table["experiment"] = [r["name"].removesuffix("_adam") for r in results]
+    groups = table.groupby(["experiment", "optimizer", "scale"], sort=False)
+    if groups.size().max() > 1:
+        summary = groups["test acc at best val"].agg(["count", "mean", "std"])
+        summary.columns = ["seeds", "test acc at best val: mean", "sd"]
+        summary["paper"] = groups["paper"].first()
+        display(summary.style.format({"test acc at best val: mean": "{:.2%}", "sd": "{:.2%}",
+                                      "paper": "{:.2%}"}, na_rep="—"))
+    # Curves: the seeds of one experiment and optimizer are averaged (band: sd).
+    curves: dict = {}
+    for history, result in found.values():
+        if history is not None:
+            label = (f"{result['name'].removesuffix('_adam')} "
+                     f"{'LaPerm' if result['optimizer'] == 'laperm' else 'Adam'}")
+            if result["scale"]["is_reduced"]:  # never average over different scales
+                label += f" ({result['scale']['label']})"
+            curves.setdefault(label, []).append(history)
+    if curves:
+        import pandas as pd
+
+        paper_lines = {f"paper ({key})": PAPER_ACCURACY[key]
+                       for folder, key in paper_of.items()
+                       if key in PAPER_ACCURACY and found[folder][1]["optimizer"] == "laperm"}
+        viz.plot_run_curves({label: pd.concat(h, ignore_index=True) for label, h in curves.items()},
+                            paper_lines=paper_lines,
+                            suptitle="stored runs (several seeds: mean, band = standard deviation)")
+        plt.show()
+    return found
+
+
+def plot_curves(runs: dict, paper_lines: dict | None = None, suptitle: str | None = None) -> None:
+    """Validation and test accuracy per epoch of ``{label: (history, result)}``, shown."""
+    import matplotlib.pyplot as plt
+
+    from laperm import viz
+
+    viz.plot_run_curves({label: h for label, (h, _) in runs.items()}, paper_lines, suptitle)
+    plt.show()
