@@ -114,6 +114,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="folder of the run folders (default: results/ of the checkout)")
     parser.add_argument("--export", action="store_true", help="export best weights to pretrained/")
+    parser.add_argument("--snapshot", action="store_true",
+                        help="do not train: record each run in progress as a reduced run of "
+                             "the epochs it has done (<name>_e<epochs>; the run goes on)")
     parser.add_argument("--allow-other-backend", action="store_true",
                         help="resume or reuse a run folder written under another Keras backend")
     args = parser.parse_args(argv)
@@ -142,6 +145,13 @@ def main(argv=None) -> int:
                 configs.append(cfg.adam_baseline())
             for c in configs:
                 out_dir = args.out / run_name(c)
+                if args.snapshot:
+                    from laperm.train import snapshot_partial
+
+                    made = snapshot_partial(out_dir, args.out, run_name)
+                    print(f"== {run_name(c)}: " + (
+                        f"recorded as {made[0]}" if made else "nothing in progress"), flush=True)
+                    continue
                 print(f"== {run_name(c)}: {c.scale_label} -> {out_dir}", flush=True)
                 existed = out_dir.exists()
                 try:

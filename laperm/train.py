@@ -440,3 +440,92 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend):
     if files is not None:
         runfiles.atomic_write_text(files.result, json.dumps(result, indent=1, default=runfiles.json_default))
     return history, result
+
+
+def snapshot_partial(run_dir, dest_root, name_of) -> tuple[str, dict] | None:
+    """Record a run in progress as a reduced run of the epochs it has done.
+
+    The history of a paper-scale run that is still training is written as a
+    finished *reduced* run, ``<name>_e<epochs done>``, with a result computed
+    from the history alone (the best epoch on validation, and the last epoch's
+    evaluation as the final one, which is what :func:`run` measures after the
+    last epoch).  The run itself is not touched and resumes as before.
+
+    Args:
+        run_dir: the folder of the run in progress.
+        dest_root: where the reduced record's folder is written.
+        name_of: ``name_of(config) -> folder name`` (``laperm.reproduce.run_name``).
+
+    Returns:
+        ``(folder name, result)``, or None when the run has no finished epoch
+        or is finished already.
+    """
+    from pathlib import Path
+
+    files = RunFiles(run_dir)
+    if files.result.exists() or not files.history.exists() or not files.config.exists():
+        return None
+    rows = pd.read_csv(files.history).to_dict("records")
+    if not rows:
+        return None
+    stored = json.loads(files.config.read_text())
+    config = ExperimentConfig.from_dict(stored["config"]).replace(epochs=len(rows))
+    best = best_so_far(rows)
+    last = rows[-1]
+    history = pd.DataFrame(rows)
+    tables = json.loads(files.init_tables.read_text()) if files.init_tables.exists() else {}
+    resumed = json.loads(files.resumes.read_text()) if files.resumes.exists() else []
+    from laperm.data import FULL_TEST_SIZE
+
+    data_info = (stored.get("provenance") or {}).get("data", {})
+    n_all, n_test = data_info.get("n_train"), data_info.get("n_test")
+    counts, test_note = {}, None
+    if n_all is not None:
+        n_val = config.validation_size
+        counts = {"n_train": int(round((n_all - n_val) * config.train_fraction)),
+                  "n_val": n_val, "n_test": n_test}
+        full = FULL_TEST_SIZE[config.dataset]
+        test_note = (f"{n_test} exact test images (the first {n_test} of the official {full})"
+                     if n_test < full else f"the full {config.dataset} test set ({n_test} images)")
+    result = {
+        "name": config.name, "config": config.to_dict(), "config_hash": config.hash,
+        "optimizer": config.optimizer,
+        "scale": {"label": config.scale_label, "is_reduced": True, "epochs_run": len(rows),
+                  "paper_epochs": config.paper_epochs, "train_fraction": config.train_fraction,
+                  **counts},
+        "test_set": test_note,
+        "snapshot_of": f"{Path(run_dir).name} (in progress, {len(rows)} of "
+                       f"{config.paper_epochs} epochs)",
+        "evaluated_on_synchronised_weights": config.optimizer == "laperm",
+        "final_val_accuracy": float(last["val_accuracy"]),
+        "final_test_accuracy": float(last["test_accuracy"]),
+        "final_test_accuracy_stale_bn": float(last.get("test_accuracy_stale_bn", np.nan)),
+        "final_test_accuracy_unsynced": float(last.get("test_accuracy_unsynced", np.nan)),
+        "best_epoch": best["best_epoch"], "best_val_accuracy": best["best_val_accuracy"],
+        "test_accuracy_at_best_val": best["test_accuracy_at_best"],
+        "best_test_accuracy_any_epoch": float(history["test_accuracy"].max()),
+        "paper_accuracy": PAPER_ACCURACY.get(config.name),
+        "precision": config.precision, "wall_time_s": _wall_time(rows),
+        "resumed_at_epochs": resumed, "provenance": stored.get("provenance"),
+        "init_tables": tables, **environment_info(),
+    }
+    name = name_of(config)
+    source = f"{Path(run_dir).name} (in progress"
+    for old in Path(dest_root).glob("*/result.json"):  # earlier snapshots of the same run
+        try:
+            earlier = json.loads(old.read_text()).get("snapshot_of", "")
+        except ValueError:
+            continue
+        if earlier.startswith(source) and old.parent.name != name:
+            for path in old.parent.iterdir():
+                path.unlink()
+            old.parent.rmdir()
+    dest = Path(dest_root) / name
+    dest.mkdir(parents=True, exist_ok=True)
+    runfiles.atomic_write_text(dest / "config.json", json.dumps(
+        {"hash": config.hash, "config": config.to_dict(), "provenance": stored.get("provenance")},
+        indent=1))
+    runfiles.atomic_write_text(dest / "history.csv", history.to_csv(index=False))
+    runfiles.atomic_write_text(dest / "result.json",
+                               json.dumps(result, indent=1, default=runfiles.json_default))
+    return name, result

@@ -386,3 +386,21 @@ def laperm_optimizer(model):
     import laperm
 
     return laperm.find_laperm(model)
+
+
+def test_a_run_in_progress_is_recorded_as_a_reduced_run(tmp_path, data_dir, interrupt_after):
+    from laperm.reproduce import run_name
+    from laperm.train import snapshot_partial
+
+    cfg = f1_small(epochs=3)
+    out = tmp_path / run_name(cfg)
+    interrupt_after(2)
+    with pytest.raises(Interrupt):
+        run(cfg, out, data_dir=data_dir, progress=False)
+    name, result = snapshot_partial(out, tmp_path, run_name)
+    assert name == run_name(cfg.replace(epochs=2)) and (tmp_path / name / "result.json").exists()
+    assert result["scale"]["label"] == "reduced: 2 of 10 epochs, 10% of the training set"
+    assert result["scale"]["n_test"] == 10000 and "snapshot_of" in result
+    history, finished = _resume(cfg, out, data_dir)  # the run itself goes on untouched
+    assert finished["test_accuracy_at_best_val"] is not None and len(history) == 3
+    assert snapshot_partial(out, tmp_path, run_name) is None  # finished: nothing to record
