@@ -149,9 +149,14 @@ class ExperimentConfig:
             )
         return dataclasses.replace(self, **changes)
 
+    @property
+    def experiment(self) -> str:
+        """The paper experiment this run belongs to (:func:`experiment_name` of its name)."""
+        return experiment_name(self.name)
+
     def adam_baseline(self) -> "ExperimentConfig":
         """The same run trained by plain Adam (the paper's comparison)."""
-        return self.replace(optimizer="adam", name=f"{self.name}_adam")
+        return self.replace(optimizer="adam", name=f"{self.name}{ADAM_SUFFIX}")
 
     def to_dict(self) -> dict:
         """A JSON-able dict of all fields."""
@@ -222,3 +227,14 @@ def paper_config(name: str, **changes) -> ExperimentConfig:
             f"Unknown experiment {name!r}; valid names: {', '.join(EXPERIMENTS)}."
         )
     return EXPERIMENTS[name].replace(**changes) if changes else EXPERIMENTS[name]
+
+
+#: Suffix of an Adam baseline's config name.  Kept in the name (and so in the
+#: hash of every committed record); :func:`experiment_name` is the one place
+#: that reads it.
+ADAM_SUFFIX = "_adam"
+
+
+def experiment_name(config_name: str) -> str:
+    """The experiment of a config name: ``"conv2_adam"`` -> ``"conv2"``."""
+    return config_name.removesuffix(ADAM_SUFFIX)

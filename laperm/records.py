@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from laperm.config import experiment_name
 
 
 def iter_runs(root):
@@ -41,7 +42,7 @@ def run_settings(result: dict) -> dict:
     keep = cfg.get("prune_keep")
     scale = result["scale"]
     return {
-        "experiment": cfg["name"].removesuffix("_adam"),
+        "experiment": experiment_name(cfg["name"]),
         "model": cfg["model"],
         "optimizer": result["optimizer"],
         "k": cfg["sync_period"] if result["optimizer"] == "laperm" else None,
@@ -199,7 +200,7 @@ def load_histories(root) -> pd.DataFrame:
             h = pd.read_csv(path)
             h.insert(0, "run", folder.name)
             h.insert(1, "optimizer", r["optimizer"])
-            h.insert(2, "experiment", r["config"]["name"].removesuffix("_adam"))
+            h.insert(2, "experiment", experiment_name(r["config"]["name"]))
             frames.append(h)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -302,7 +303,7 @@ def stored_runs(experiments, root) -> dict:
     for name in experiments:
         for folder, result in runs:
             if (folder.name not in found
-                    and run_settings(result)["experiment"] == name.removesuffix("_adam")):
+                    and run_settings(result)["experiment"] == experiment_name(name)):
                 history = (pd.read_csv(folder / "history.csv")
                            if (folder / "history.csv").exists() else None)
                 found[folder.name] = (history, result)

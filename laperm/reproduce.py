@@ -30,7 +30,7 @@ from laperm.experiment import EXPERIMENTS, PRECISIONS, paper_config, run
 
 def run_name(cfg) -> str:
     """The folder name of a run, e.g. ``conv2_laperm_s0`` or ``conv4_adam_s0_e2_f25``."""
-    name = f"{cfg.name.removesuffix('_adam')}_{cfg.optimizer}_s{cfg.seed}"
+    name = f"{cfg.experiment}_{cfg.optimizer}_s{cfg.seed}"
     if cfg.epochs != cfg.paper_epochs:
         name += f"_e{cfg.epochs}"
     if cfg.train_fraction < 1:

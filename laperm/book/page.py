@@ -27,6 +27,7 @@ from typing import Any
 
 from laperm.book.knobs import PROFILE_DESCRIPTIONS, PROFILE_NAMES, check_parameters
 from laperm.book.layout import build_dir, results_dir, status_dir
+from laperm.config import experiment_name
 
 
 def run_folder(cfg) -> str:
@@ -274,7 +275,7 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
     table["date"] = [str(r.get("date", "?"))[:10] for r in results]
     show_table(table)
     # Several seeds of one experiment: mean and standard deviation.
-    table["experiment"] = [r["name"].removesuffix("_adam") for r in results]
+    table["experiment"] = [experiment_name(r["name"]) for r in results]
     groups = table.groupby(["experiment", "optimizer", "scale"], sort=False)
     if groups.size().max() > 1:
         summary = groups["test acc at best val"].agg(["count", "mean", "std"])
@@ -286,7 +287,7 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
     curves: dict = {}
     for history, result in found.values():
         if history is not None:
-            label = (f"{result['name'].removesuffix('_adam')} "
+            label = (f"{experiment_name(result['name'])} "
                      f"{'LaPerm' if result['optimizer'] == 'laperm' else 'Adam'}")
             if result["scale"]["is_reduced"]:  # never average over different scales
                 label += f" ({result['scale']['label']})"
