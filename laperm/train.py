@@ -330,14 +330,17 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend):
             for e, path in files.best_candidates().items():
                 if e > done or e != best:
                     path.unlink(missing_ok=True)  # written after the checkpoint was
-        elif files.history.exists():
-            # A history without its checkpoint cannot be continued: keep it
-            # beside the new run instead of overwriting it.
+        elif files.history.exists() and len(pd.read_csv(files.history)) > 1:
+            # A history of several epochs without its checkpoint cannot be
+            # continued: keep it beside the new run instead of overwriting it.
+            # (One epoch is the crash window before the first checkpoint.)
             stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
             kept = files.dir / f"history.abandoned-{stamp}.csv"
             os.replace(files.history, kept)
             print(f"[laperm] {files.dir}: no checkpoint to resume from; the old history "
                   f"was kept as {kept.name} and the run starts again.", flush=True)
+            files.remove_run()
+        else:
             files.remove_run()
 
     pipes = prepare_data(config, data_dir, first_epoch=done, splits=splits)

@@ -172,14 +172,14 @@ def test_restart_over_a_finished_run_never_leaves_a_stale_result(tmp_path, data_
 
 
 def test_a_result_is_only_returned_with_its_own_history(tmp_path, data_dir):
-    cfg = f1_small(epochs=2)
+    cfg = f1_small(epochs=3)
     out = tmp_path / "run"
     run(cfg, out, data_dir=data_dir, progress=False)
     history = pd.read_csv(out / "history.csv")
-    history.iloc[:1].to_csv(out / "history.csv", index=False)  # a history of another run
+    history.iloc[:2].to_csv(out / "history.csv", index=False)  # a history of another run
     (out / "checkpoint.keras").unlink()
     again, result = run(cfg, out, data_dir=data_dir, progress=False)
-    assert len(again) == result["scale"]["epochs_run"] == 2
+    assert len(again) == result["scale"]["epochs_run"] == 3
     assert list(out.glob("history.abandoned-*.csv"))  # the old history was kept
 
 
@@ -403,3 +403,14 @@ def test_a_run_in_progress_is_recorded_as_a_reduced_run(tmp_path, data_dir, inte
     history, finished = _resume(cfg, out, data_dir)  # the run itself goes on untouched
     assert finished["test_accuracy_at_best_val"] is not None and len(history) == 3
     assert snapshot_partial(out, tmp_path, run_name) is None  # finished: nothing to record
+
+
+def test_a_crash_before_the_first_checkpoint_starts_cleanly(tmp_path, data_dir, interrupt_after):
+    cfg = f1_small(epochs=2)
+    out = tmp_path / "run"
+    interrupt_after(1, "history.csv")
+    with pytest.raises(Interrupt):
+        run(cfg, out, data_dir=data_dir, progress=False)
+    assert not (out / "checkpoint.keras").exists() and (out / "history.csv").exists()
+    history, _ = _resume(cfg, out, data_dir)
+    assert len(history) == 2 and not list(out.glob("history.abandoned-*"))
