@@ -280,7 +280,7 @@ def clear_cache() -> None:
     """Forget every dataset cached in-process by :func:`load`."""
     _load_npz_cached.cache_clear()
     _download_cached.cache_clear()
-    _arrays_sha256.cache_clear()
+    _SHA256.clear()
 
 
 @dataclass(frozen=True)
@@ -340,18 +340,17 @@ def describe(name: str, data_dir: str | os.PathLike | None = None) -> DatasetInf
     )
 
 
-@functools.lru_cache(maxsize=8)
-def _arrays_sha256(name: str, source: str, stamp) -> str:
-    del stamp  # part of the cache key only
-    (x_tr, y_tr), (x_te, y_te) = _ARRAYS_FOR_HASH.pop((name, source))
+#: sha256 of the arrays per (dataset, source, file stamp), computed once per process.
+_SHA256: dict = {}
+
+
+def _arrays_sha256(arrays) -> str:
+    (x_tr, y_tr), (x_te, y_te) = arrays
     h = hashlib.sha256()
     for a in (x_tr, y_tr, x_te, y_te):
         h.update(str((a.dtype.str, a.shape)).encode())
         h.update(np.ascontiguousarray(a).data)
     return h.hexdigest()
-
-
-_ARRAYS_FOR_HASH: dict = {}
 
 
 def fingerprint(name: str, data_dir: str | os.PathLike | None = None) -> dict:
@@ -377,11 +376,10 @@ def fingerprint(name: str, data_dir: str | os.PathLike | None = None) -> dict:
         source, stamp = str(path.resolve()), (st.st_mtime_ns, st.st_size)
     else:
         source, stamp = f"keras.datasets.{name}", None
-    _ARRAYS_FOR_HASH[(name, source)] = arrays
-    try:
-        digest = _arrays_sha256(name, source, stamp)
-    finally:
-        _ARRAYS_FOR_HASH.pop((name, source), None)
+    key = (name, source, stamp)
+    if key not in _SHA256:
+        _SHA256[key] = _arrays_sha256(arrays)
+    digest = _SHA256[key]
     return {"dataset": name, "sha256": digest, "n_train": int(len(arrays[0][0])),
             "n_test": int(len(arrays[1][0]))}
 
