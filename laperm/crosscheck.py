@@ -92,8 +92,22 @@ INSTALL_HINT = ("pip install 'laperm[crosscheck]' (or pip install tf-keras with 
                 "of your TensorFlow)")
 
 
+#: What a reader does to run the cross-check, in one sentence (no local paths).
+SETUP_HINT = (f"to run it, install tf-keras ({INSTALL_HINT}) and put a clone of "
+              f"{AUTHORS_REPOSITORY} at ../shared/reference/authors-code beside the project, "
+              f"or set ${ENV_VAR} to the clone")
+
+
 class CrossCheckUnavailable(RuntimeError):
-    """The authors' code or tf-keras is not available; the message says what to do."""
+    """The authors' code or tf-keras is not available; the message says what to do.
+
+    Attributes:
+        reason: what is missing, in a few words without local paths (for a page).
+    """
+
+    def __init__(self, message: str, reason: str = "the authors' code is not available"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,13 +180,15 @@ def find_authors_code(directory: str | os.PathLike | None = None) -> Path:
     if not path.is_dir():
         raise CrossCheckUnavailable(
             f"The authors' code was not found at {path} ({where}): git clone "
-            f"{AUTHORS_REPOSITORY} and set ${ENV_VAR} to the clone.")
+            f"{AUTHORS_REPOSITORY} and set ${ENV_VAR} to the clone.",
+            reason="the authors' code was not found")
     package = path / PACKAGE_FOLDER if (path / PACKAGE_FOLDER).is_dir() else path
     for name in AUTHORS_FILES:
         if not (package / name).is_file():
             raise CrossCheckUnavailable(
                 f"The authors' code at {path} lacks {PACKAGE_FOLDER}/{name}: set ${ENV_VAR} "
-                f"to a complete clone of {AUTHORS_REPOSITORY}.")
+                f"to a complete clone of {AUTHORS_REPOSITORY}.",
+                reason=f"the authors' code lacks {name}")
     return package
 
 
@@ -182,13 +198,14 @@ def _import_tf_keras():
         import tensorflow  # noqa: F401
     except ImportError as exc:
         raise CrossCheckUnavailable(
-            f"The authors' code needs TensorFlow and tf-keras: {INSTALL_HINT}.") from exc
+            f"The authors' code needs TensorFlow and tf-keras: {INSTALL_HINT}.",
+            reason="TensorFlow is not installed") from exc
     try:
         importlib.import_module("tf_keras")
     except ImportError as exc:
         raise CrossCheckUnavailable(
             f"tf-keras, the Keras 2 API the authors' code needs, is not installed: "
-            f"{INSTALL_HINT}.") from exc
+            f"{INSTALL_HINT}.", reason="tf-keras is not installed") from exc
     try:
         return importlib.import_module("tf_keras.api._v2.keras")
     except ImportError:  # pragma: no cover - other tf-keras layouts

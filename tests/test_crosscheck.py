@@ -266,3 +266,23 @@ def test_committed_distribution_record_is_at_notebook_scale():
     sides = {(r["model"], r["side"]) for r in record["runs"]}
     assert {("f1", "authors"), ("f1", "ours"), ("f2", "authors"), ("f2", "ours")} <= sides
     importlib.import_module("pandas").DataFrame(record["summary"])  # pandas-friendly
+
+
+def test_reason_and_setup_hint_make_one_sentence_without_local_paths(tmp_path, monkeypatch):
+    """What the book page prints when the code is missing: one sentence, no local path."""
+    (tmp_path / "train_by_reconnect").mkdir()
+    reasons = []
+    for attempt in (lambda: cc.find_authors_code(tmp_path / "absent"),
+                    lambda: cc.find_authors_code(tmp_path)):
+        with pytest.raises(cc.CrossCheckUnavailable) as exc:
+            attempt()
+        reasons.append(exc.value.reason)
+    monkeypatch.setitem(sys.modules, "tf_keras", None)
+    with pytest.raises(cc.CrossCheckUnavailable) as exc:
+        cc.load_authors_code(_authors_dir())
+    reasons.append(exc.value.reason)
+    assert reasons[2] == "tf-keras is not installed"
+    for reason in reasons:
+        sentence = f"Not executed in this build: {reason}; {cc.SETUP_HINT}."
+        assert _one_sentence(sentence) and str(tmp_path) not in sentence
+        assert "pip install 'laperm[crosscheck]'" in sentence and cc.ENV_VAR in sentence

@@ -150,6 +150,13 @@ KNOBS: dict[str, Knob] = {
     "metric": Knob(str, choices=("test_accuracy_at_best_val", "final_test_accuracy",
                                  "best_test_accuracy_any_epoch", "best_val_accuracy")),
     "show_versions": Knob(bool),
+    # the authors' code beside ours
+    "training_models": Knob(str, is_list=True, choices=("f1", "f2", "conv7"),
+                            note="models trained side by side with the authors' loop"),
+    "syncs": _positive("syncs compared"),
+    "rerun_distribution": Knob(bool, note="train the seed tables again instead of reading "
+                                          "the committed record"),
+    "seeds": Knob(int, low=0, high=2**32 - 1, is_list=True),
 }
 
 
