@@ -98,8 +98,26 @@ def load_records(root) -> pd.DataFrame:
             "accelerator": (r.get("hardware") or {}).get("accelerator"),
             "date": r.get("date"),
             "commit": r.get("commit"),
+            "snapshot_of": r.get("snapshot_of"),
         })
     return pd.DataFrame(rows)
+
+
+def latest_snapshots(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` without the older partial snapshots of a run in progress.
+
+    A run in progress is committed as partial records (``snapshot_of`` names
+    the run, e.g. ``conv2_laperm_s0_e8`` and ``…_e21``); only the snapshot with
+    the most epochs of each run and source is kept, so a table never lists the
+    same run twice.
+    """
+    if records.empty or "snapshot_of" not in records:
+        return records
+    snap = records["snapshot_of"].notna()
+    of = records.loc[snap, "snapshot_of"].str.split(" ").str[0]  # "conv2_laperm_s0 (in progress, …)"
+    keys = [of] + ([records.loc[snap, "source"]] if "source" in records else [])
+    newest = records[snap].sort_values("epochs_run").groupby(keys).tail(1)
+    return pd.concat([records[~snap], newest]).sort_index()
 
 
 def load_sources(folders: dict) -> pd.DataFrame:
@@ -242,6 +260,12 @@ def measurement_checks(root) -> pd.DataFrame:
         final_unsynced_test, final_synced_test: the last epoch's test
             accuracy of the weights as they are (not a permutation of theta_0
             unless the epoch ended on a sync) and after synchronising them.
+        mean_recalibrated_minus_stale: mean over epochs of the test accuracy
+            of synchronised weights with BatchNorm statistics re-estimated
+            for them minus with the statistics left from before the sync
+            (models with BatchNorm; NaN otherwise).
+        final_stale_bn_test: the last epoch's test accuracy with stale
+            BatchNorm statistics.
     """
     rows = []
     for folder, r in iter_runs(root):
@@ -255,7 +279,7 @@ def measurement_checks(root) -> pd.DataFrame:
         settings = run_settings(r)
         row = {
             "run": folder.name,
-            **{key: settings[key] for key in ("experiment", "optimizer", "scale")},
+            **{key: settings[key] for key in ("experiment", "optimizer", "k", "seed", "scale")},
             "epochs": len(h),
             "test_at_best_val": float(best_val_row["test_accuracy"]),
             "test_at_best_test": float(h["test_accuracy"].max()),
@@ -266,6 +290,10 @@ def measurement_checks(root) -> pd.DataFrame:
             row["mean_synced_minus_unsynced"] = float(diff.mean())
             row["final_unsynced_test"] = float(h["test_accuracy_unsynced"].iloc[-1])
             row["final_synced_test"] = float(h["test_accuracy"].iloc[-1])
+        if "test_accuracy_stale_bn" in h and h["test_accuracy_stale_bn"].notna().any():
+            diff = h["test_accuracy"] - h["test_accuracy_stale_bn"]
+            row["mean_recalibrated_minus_stale"] = float(diff.mean())
+            row["final_stale_bn_test"] = float(h["test_accuracy_stale_bn"].iloc[-1])
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -1,0 +1,114 @@
+"""What the book's pages conclude: the verdict table and each page's findings.
+
+* :func:`committed_verdict` computes :func:`laperm.verdict.verdict_table` from
+  the committed records (``results/`` and ``results/crosscheck``), and
+  :func:`show_verdict` renders it as an HTML table whose rows link to the page
+  with the evidence;
+* :func:`show_findings` ends a page with "What this page found": a list of
+  sentences the page computed from its own results.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+import pandas as pd
+
+from laperm.book.layout import results_dir
+
+#: Background colour of each status in the verdict table.
+STATUS_COLOURS = {
+    "reproduced": "#d4edda",
+    "not reproduced": "#f8d7da",
+    "not tested at the paper's scale": "#eceff1",
+}
+
+
+def row_label(experiment: str) -> str:
+    """The paper's name of a row: ``"Conv7"``, ``"ResNet50 (p = 30%)"``, ``"F1"``."""
+    from laperm.paper import ROWS
+
+    row = ROWS[experiment]
+    if row.model == "ResNet50" and row.pruned:
+        return f"ResNet50 (p = {row.pruned:.0%})"
+    return row.model
+
+
+def committed_verdict(extra_records: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The verdict from the committed records (plus ``extra_records``, e.g. this build's)."""
+    from laperm import records as R
+    from laperm.verdict import verdict_table
+
+    frames = [R.load_records(results_dir()).assign(source="committed")]
+    if extra_records is not None and len(extra_records):
+        frames.append(extra_records)
+    frames = [f for f in frames if len(f)]
+    records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    path = results_dir() / "crosscheck" / "distribution.json"
+    crosscheck = json.loads(path.read_text()) if path.is_file() else None
+    return verdict_table(records, crosscheck)
+
+
+def verdict_html(table: pd.DataFrame) -> str:
+    """The verdict as an HTML table (status coloured, rows linked to their pages)."""
+    pct = lambda v: "–" if v != v else f"{v:.2%}"  # noqa: E731
+    head = ("<thead><tr><th>row of the paper</th><th>paper</th><th>LaPerm (ours)</th>"
+            "<th>Adam</th><th>status</th><th>why</th></tr></thead>")
+    body = []
+    for r in table.itertuples():
+        name = html.escape(row_label(r.experiment))
+        if r.page:
+            name = f'<a href="{r.page}.html">{name}</a>'
+        ours = pct(r.ours) + (f" <small>({r.seeds} seeds)</small>" if r.seeds > 1 else "")
+        colour = STATUS_COLOURS.get(r.status, "white")
+        body.append(
+            f"<tr><td>{name}</td><td>{pct(r.paper)}</td><td>{ours}</td><td>{pct(r.adam)}</td>"
+            f'<td style="background:{colour}"><b>{html.escape(r.status)}</b></td>'
+            f"<td><small>{html.escape(r.why)}</small></td></tr>")
+    return (f'<table class="dataframe verdict" border="0">{head}<tbody>{"".join(body)}'
+            "</tbody></table>")
+
+
+def verdict_summary(table: pd.DataFrame) -> str:
+    """One sentence: how many rows are reproduced, not reproduced and not tested."""
+    from laperm.verdict import counts
+
+    c = counts(table)
+    names = lambda s: ", ".join(row_label(e) for e in table.loc[table["status"] == s, "experiment"])  # noqa: E731
+    parts = []
+    for status, n in c.items():
+        if n:
+            parts.append(f"**{n} {status}** ({names(status)})")
+    return f"Of the paper's {len(table)} rows: " + "; ".join(parts) + "."
+
+
+def verdict_legend() -> str:
+    """What the three statuses mean (from the rule in :mod:`laperm.verdict`)."""
+    from laperm.verdict import TOLERANCE_POINTS
+
+    return (f"*Reproduced*: a run at the paper's settings at most {TOLERANCE_POINTS:g} point "
+            "below the paper's number (or two standard errors of our test set, if more). "
+            "*Not reproduced*: further below. *Not tested at the paper's scale*: only shorter "
+            "runs so far (fewer epochs or training images), which say little about the final "
+            "accuracy; the reason gives how far the largest run went and what a paper-scale "
+            "run would cost here. Ours: test accuracy at the epoch with the best validation "
+            "accuracy, on synchronised weights.")
+
+
+def show_verdict(table: pd.DataFrame) -> None:
+    """Display the verdict summary sentence, the table and its legend in a notebook."""
+    from IPython.display import HTML, Markdown, display
+
+    display(Markdown(verdict_summary(table)))
+    display(HTML(verdict_html(table)))
+    display(Markdown(verdict_legend()))
+
+
+def show_findings(lines: list[str]) -> None:
+    """End a page with its findings: a bullet list of computed sentences."""
+    from IPython.display import Markdown, display
+
+    text = "\n".join(f"* {line}" for line in lines) if lines else (
+        "_Nothing was measured in this execution._")
+    display(Markdown(text))
