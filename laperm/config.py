@@ -180,6 +180,17 @@ class ExperimentConfig:
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
+    def describe(self) -> str:
+        """One line a page prints for a run: model, optimizer, k (LaPerm only), scale.
+
+        E.g. ``"f2: f2 on mnist, LaPerm (k = 250), paper scale"`` or
+        ``"f2_adam: f2 on mnist, Adam, paper scale"``: a plain-optimizer run
+        has no sync period, so none is printed.
+        """
+        how = (f"LaPerm (k = {self.sync_period})" if self.optimizer == "laperm"
+               else self.optimizer.capitalize())
+        return f"{self.name}: {self.model} on {self.dataset}, {how}, {self.scale_label}"
+
     @property
     def is_reduced(self) -> bool:
         """Fewer epochs than the paper's, or part of the training set."""

@@ -169,7 +169,8 @@ def write_notebook(project: Project, section: str, out: Path) -> Path:
     out = Path(out)
     if out.is_dir():
         out = out / f"{section}.ipynb"
-    nbformat.write(read_page(project.page(section)), str(out))
+    nb = with_colab_install(read_page(project.page(section)), project.repository_url)
+    nbformat.write(nb, str(out))
     return out
 
 

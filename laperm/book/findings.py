@@ -112,3 +112,27 @@ def show_findings(lines: list[str]) -> None:
     text = "\n".join(f"* {line}" for line in lines) if lines else (
         "_Nothing was measured in this execution._")
     display(Markdown(text))
+
+
+def run_findings(table: pd.DataFrame) -> list[str]:
+    """Sentences about a page's runs, from :func:`laperm.records.results_table`.
+
+    One sentence per run (test accuracy at the best validation epoch, its
+    scale and, for LaPerm, the paper's number where there is one), then the
+    gap between each LaPerm run and the Adam run of the same scale.
+    """
+    if table is None or not len(table):
+        return []
+    lines = []
+    for label, r in table.iterrows():
+        text = f"{label}: **{r['test acc at best val']:.2%}** test accuracy ({r['scale']}"
+        if r.get("paper") == r.get("paper") and r.get("paper") is not None:
+            text += f"; paper {r['paper']:.2%}"
+        lines.append(text + ").")
+    adam = table[table["optimizer"] == "Adam"]
+    for label, r in table[table["optimizer"] != "Adam"].iterrows():
+        same = adam[adam["scale"] == r["scale"]]
+        if len(same):
+            gap = (r["test acc at best val"] - same["test acc at best val"].iloc[0]) * 100
+            lines.append(f"{label} − {same.index[0]}: {gap:+.2f} points at the same scale.")
+    return lines

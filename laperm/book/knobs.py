@@ -28,7 +28,7 @@ PROFILE_NAMES = ("smoke", "cpu", "paper")
 
 PROFILE_DESCRIPTIONS = {
     "smoke": "smoke test (CI): tiny runs that only prove the pipeline works",
-    "cpu": "CPU profile: reduced runs that fit a 2-core machine",
+    "cpu": "CPU profile: runs sized for a 2-core machine (the paper's settings where they fit)",
     "paper": "paper profile: the paper's settings (needs a GPU for CIFAR-10)",
 }
 

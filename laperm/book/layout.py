@@ -93,6 +93,26 @@ class Project:
         return self.root / "book"
 
     @property
+    def config_path(self) -> Path:
+        return self.root / "_config.yml"
+
+    @property
+    def repository_url(self) -> str | None:
+        """The public repository of the book (``repository: url:`` of ``_config.yml``).
+
+        The one setting behind the repository and issue buttons and the Colab
+        install cell; empty (None) until the project is published there.
+        """
+        import yaml
+
+        try:
+            config = yaml.safe_load(self.config_path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            return None
+        url = ((config.get("repository") or {}).get("url") or "").strip()
+        return url or None
+
+    @property
     def toc_path(self) -> Path:
         return self.root / "_toc.yml"
 

@@ -70,6 +70,8 @@ class Section:
     started: float = field(default_factory=time.perf_counter)
     started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
     scale_notes: list = field(default_factory=list)
+    run_scales: list = field(default_factory=list)
+    banner_handle: Any = None
 
     def __getattr__(self, name):
         try:
@@ -113,10 +115,12 @@ class Section:
         runs = {}
         for label, cfg in configs.items():
             self.note_scale(f"{cfg.name}: {cfg.scale_label}")
+            self.run_scales.append(cfg.scale_label)
             runs[label] = experiment.run(cfg, self.run_dir(cfg), progress=False)
             result = runs[label][1]
             print(f"{label}: {cfg.scale_label}; test accuracy at the best validation epoch "
                   f"{result['test_accuracy_at_best_val']:.4f}; {result['wall_time_s']:.0f} s")
+        update_banner(self)
         return runs
 
 
@@ -165,9 +169,40 @@ def setup(section: str, profile: str, profiles: dict[str, dict], overrides: dict
     return sec
 
 
+def scale_summary(labels) -> str | None:
+    """What the scale labels of a page's runs say together (None without runs).
+
+    ``"paper scale (all 4 runs)"``, ``"reduced (all 2 runs): 1 of 10 epochs, ..."``
+    or ``"3 runs at paper scale, 2 reduced"``: a banner never calls a page's
+    runs reduced when they are at the paper's settings, or the other way round.
+    """
+    labels = list(labels)
+    if not labels:
+        return None
+    paper = [label for label in labels if label == "paper scale"]
+    other = sorted({label for label in labels if label != "paper scale"})
+    all_reduced = all(label.startswith("reduced: ") for label in other)
+    other_text = "; ".join(label.removeprefix("reduced: ") if all_reduced else label
+                           for label in other)
+    kind = "reduced" if all_reduced else "not at the paper's scale"
+    runs = lambda n: "1 run" if n == 1 else f"all {n} runs"  # noqa: E731
+    if not other:
+        return f"paper scale ({runs(len(paper))})"
+    if not paper:
+        return f"{kind} ({runs(len(labels))}): {other_text}"
+    return f"{len(paper)} of {len(labels)} runs at paper scale, the others {kind}: {other_text}"
+
+
 def banner_text(sec: Section, scale: str | None = None) -> str:
-    """The banner's Markdown: profile, scale and overridden parameters."""
+    """The banner's Markdown: profile, scale and overridden parameters.
+
+    Args:
+        sec: the section.
+        scale: the scale line; default: :func:`scale_summary` of the runs the
+            page has trained so far (none: no scale line).
+    """
     lines = [f"**Profile `{sec.profile}`** — {PROFILE_DESCRIPTIONS[sec.profile]}."]
+    scale = scale or scale_summary(sec.run_scales)
     if scale:
         lines.append(f"Scale: **{scale}**.")
     if sec.overridden:
@@ -180,14 +215,27 @@ def banner_text(sec: Section, scale: str | None = None) -> str:
 
 
 def banner(sec: Section, scale: str | None = None) -> None:
-    """Display the banner in a notebook (printed outside IPython)."""
+    """Display the banner in a notebook (printed outside IPython).
+
+    The banner is displayed with a display id, so :func:`update_banner` can
+    add the scale of the runs the page trains later to the banner at its top.
+    """
     text = banner_text(sec, scale)
     try:
         from IPython.display import Markdown, display
 
-        display(Markdown(text))
+        sec.banner_handle = display(Markdown(text), display_id=True)
     except ImportError:  # pragma: no cover
         print(text)
+
+
+def update_banner(sec: Section, scale: str | None = None) -> None:
+    """Rewrite the banner shown by :func:`banner` with the scale of the page's runs."""
+    if sec.banner_handle is None:
+        return
+    from IPython.display import Markdown
+
+    sec.banner_handle.update(Markdown(banner_text(sec, scale)))
 
 
 def finish(sec: Section, extra: dict | None = None) -> dict:
@@ -235,6 +283,31 @@ def show_table(df) -> None:
     display(df.style.format({k: v for k, v in fmt.items() if k in df.columns}, na_rep="—"))
 
 
+def hardware_label(hardware: dict | None) -> str:
+    """``"CPU, 2 cores"`` or the accelerator's name, from a record's ``hardware``."""
+    hardware = hardware or {}
+    accelerator = hardware.get("accelerator") or "?"
+    if accelerator.startswith("none"):
+        return f"CPU, {hardware.get('cpu_count', '?')} cores"
+    return accelerator
+
+
+def stored_runs_title(results: list[dict], curves: dict) -> str:
+    """The title of the stored runs' curves, from the records it shows.
+
+    Says "paper scale" or "reduced" only as the records are, names their
+    hardware, and mentions the seed band only when a curve averages several
+    seeds.
+    """
+    scales = {"reduced" if r["scale"]["is_reduced"] else "paper scale" for r in results}
+    scale = scales.pop() if len(scales) == 1 else "paper scale and reduced"
+    hardware = ", ".join(sorted({hardware_label(r.get("hardware")) for r in results}))
+    title = f"committed runs ({scale}; {hardware})"
+    if any(len(histories) > 1 for histories in curves.values()):
+        title += "; several seeds: mean, band = standard deviation"
+    return title
+
+
 def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
     """Show the committed records of long runs: a table, a seed summary, curves.
 
@@ -269,9 +342,7 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
     table = records.results_table(found, paper_of)
     results = [r for _, r in found.values()]
     table.insert(1, "seed", [r["config"]["seed"] for r in results])
-    table["hardware"] = [f"{(r.get('hardware') or {}).get('accelerator', '?')}, "
-                         f"{(r.get('hardware') or {}).get('cpu_count', '?')} CPU cores"
-                         for r in results]
+    table["hardware"] = [hardware_label(r.get("hardware")) for r in results]
     table["date"] = [str(r.get("date", "?"))[:10] for r in results]
     show_table(table)
     # Several seeds of one experiment: mean and standard deviation.
@@ -300,7 +371,7 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
                        if key in PAPER_ACCURACY and found[folder][1]["optimizer"] == "laperm"}
         viz.plot_run_curves({label: pd.concat(h, ignore_index=True) for label, h in curves.items()},
                             paper_lines=paper_lines,
-                            suptitle="stored runs (several seeds: mean, band = standard deviation)")
+                            suptitle=stored_runs_title(results, curves))
         plt.show()
     return found
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from laperm.book.errors import SectionFailed, UsageError
 from laperm.book.layout import Project
 from laperm.book.sections import load_yaml, section_names, toc_files
-from laperm.book.source import read_page, with_outputs
+from laperm.book.source import read_page, with_colab_install, with_outputs
 
 _STAGE_SKIP = {".ipynb_checkpoints", "__pycache__"}
 
@@ -55,7 +55,28 @@ def _stage_executed(project: Project, section: str, target: Path) -> None:
 
     executed = nbformat.read(str(project.executed(section)), as_version=4)
     merged = with_outputs(read_page(project.page(section)), executed)
-    nbformat.write(merged if merged is not None else executed, str(target))
+    nb = with_colab_install(merged if merged is not None else executed, project.repository_url)
+    nbformat.write(nb, str(target))
+
+
+def site_config(config: dict, repository_url: str | None) -> dict:
+    """The Jupyter Book config of the staged site.
+
+    Launch buttons are always off: they open ``<page>.ipynb`` in the
+    repository, and the repository holds each page as ``.md`` (the download
+    button gives the executed ``.ipynb``, whose first cell installs the package
+    on Colab).  The repository and issue buttons are on only when
+    ``repository: url:`` is set, so no button points at a repository that
+    does not exist.
+    """
+    config = dict(config)
+    config.pop("launch_buttons", None)
+    html = dict(config.get("html") or {})
+    html["use_repository_button"] = html["use_issues_button"] = bool(repository_url)
+    config["html"] = html
+    if not repository_url:
+        config.pop("repository", None)
+    return config
 
 
 def stage(project: Project, echo=print) -> list[str]:
@@ -70,7 +91,9 @@ def stage(project: Project, echo=print) -> list[str]:
     if src.exists():
         shutil.rmtree(src)
     (src / "book").mkdir(parents=True)
-    shutil.copy2(project.root / "_config.yml", src / "_config.yml")
+    config = load_yaml(project.config_path) or {}
+    (src / "_config.yml").write_text(
+        yaml.safe_dump(site_config(config, project.repository_url), sort_keys=False))
     sections = section_names(project)
     pages = {project.page(s).resolve() for s in sections}
     for path in project.book_dir.rglob("*"):

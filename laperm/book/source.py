@@ -185,3 +185,34 @@ def with_outputs(page, executed):
             cells.append(copy.deepcopy(cell))
     out.cells = cells
     return out
+
+
+#: The tag of the cell that installs the package on Google Colab (not rendered).
+COLAB_TAG = "colab-install"
+
+
+def colab_install_cell(repository_url: str):
+    """A code cell that installs the package when (and only when) it runs on Colab.
+
+    Tagged ``remove-cell`` (the book does not show it) and :data:`COLAB_TAG`.
+    Elsewhere it does nothing: the package is installed by ``scripts/setup.sh``.
+    """
+    import nbformat
+
+    source = (
+        "# On Google Colab only: install the companion package (and its book extras) first.\n"
+        "import sys\n"
+        "if \"google.colab\" in sys.modules:\n"
+        f"    %pip install -q \"laperm[cpu,book] @ git+{repository_url}\"\n")
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = ["remove-cell", COLAB_TAG]
+    return cell
+
+
+def with_colab_install(nb, repository_url: str | None):
+    """``nb`` with :func:`colab_install_cell` first (unchanged without a repository URL)."""
+    if not repository_url or any(COLAB_TAG in c.get("metadata", {}).get("tags", [])
+                                 for c in nb.cells):
+        return nb
+    nb.cells.insert(0, colab_install_cell(repository_url))
+    return nb
