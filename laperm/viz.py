@@ -21,6 +21,8 @@ or tensors; row view = one row per weight vector).
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
@@ -38,6 +40,9 @@ __all__ = [
     "plot_profile_grid",
     "plot_vectors_as_images",
     "plot_permutation_trace",
+    "plot_rank_heatmap",
+    "settling_table",
+    "plot_settling",
     "animate_reconnection",
     "to_jshtml",
     "plot_training_curves",
@@ -67,6 +72,73 @@ def set_style(context: str = "notebook", font_scale: float = 1.0,
     }
     base.update(rc or {})
     sns.set_theme(style="whitegrid", context=context, font_scale=font_scale, rc=base)
+    show_figures_fitted()
+
+
+#: The widest PNG (pixels) a figure is shown at in a notebook: the book's
+#: content column shows about 690 px, and a figure shrunk much further has
+#: text too small to read.
+MAX_FIGURE_PX = 840
+
+
+def _png_width(png: bytes) -> int:
+    return int.from_bytes(png[16:20], "big")
+
+
+def fitted_png(fig, max_px: int = MAX_FIGURE_PX) -> bytes:
+    """The figure as PNG at most ``max_px`` wide, made narrower (not scaled down).
+
+    A figure wider than ``max_px`` at its dpi is given a smaller size in
+    inches, so its fonts keep their size in points and stay readable where
+    the page shows it (the panels get narrower instead); its layout is redone
+    where it uses ``tight_layout`` or a layout engine.
+
+    Args:
+        fig: a matplotlib figure.
+        max_px: the widest PNG wanted.
+    """
+    from IPython.core.pylabtools import print_figure
+
+    png = print_figure(fig, "png", bbox_inches="tight")
+    for _ in range(3):
+        width = _png_width(png)
+        if width <= max_px:
+            break
+        w, h = fig.get_size_inches()
+        scale = max_px / width * 0.98
+        fig.set_size_inches(w * scale, h * scale ** 0.5)
+        if fig.get_layout_engine() is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    fig.tight_layout()
+                except Exception:  # noqa: BLE001 - a figure that cannot be laid out keeps its layout
+                    pass
+        png = print_figure(fig, "png", bbox_inches="tight")
+    return png
+
+
+def show_figures_fitted(max_px: int = MAX_FIGURE_PX) -> bool:
+    """In IPython, show every matplotlib figure through :func:`fitted_png`.
+
+    Returns:
+        Whether a running IPython shell was found (nothing changes outside one).
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    shell = get_ipython()
+    if shell is None:
+        return False
+    from matplotlib.figure import Figure
+
+    # The inline backend installs its own PNG formatter when it is activated,
+    # at the first figure; activate it now so that ours comes after it.
+    plt.close(plt.figure())
+    formatter = shell.display_formatter.formatters["image/png"]
+    formatter.for_type(Figure, lambda fig: fitted_png(fig, max_px))
+    return True
 
 
 def _new_ax(ax):
@@ -380,6 +452,109 @@ def _positions(records: Sequence[Any], vector: int, kind: str, layout: str) -> n
     return np.stack(out)
 
 
+def plot_rank_heatmap(
+    records: Sequence[Any],
+    vector: int = 0,
+    steps: Sequence[float] | None = None,
+    layout: str = "rows",
+    ax=None,
+    cmap: str = "coolwarm",
+    title: str | None = None,
+):
+    """Where every initial value of one vector sits after each sync, as a heatmap (Section 4).
+
+    Rows are the vector's positions, ordered by the value they hold at the
+    last record; columns are the records (theta_0, then each sync); the colour
+    is the rank of the initial value at that position (blue: the smallest
+    initial values, red: the largest).  The last column is a smooth gradient
+    by construction; the earlier columns show how far from that order the
+    values started, and from which sync on each part of the vector settles.
+
+    Args:
+        records: as in :func:`plot_permutation_trace` with ``kind="ranks"``.
+        vector: row of the records (output unit).
+        steps: labels of the records (e.g. optimizer steps).
+        layout: ``"rows"`` or ``"variable"``.
+        ax: Axes to draw on.
+        cmap: colormap of the initial value ranks.
+        title: Axes title.
+
+    Returns:
+        The Axes (its image is ``ax.images[0]``).
+    """
+    ax = _new_ax(ax)
+    ranks = np.stack([_record_rows(r, layout)[vector] for r in records], axis=1)  # (n, T)
+    order = np.argsort(ranks[:, -1], kind="stable")
+    n, t = ranks.shape
+    image = ax.imshow(ranks[order], aspect="auto", cmap=cmap, interpolation="nearest",
+                      vmin=0, vmax=n - 1)
+    labels = (["θ0"] + [f"{s:g}" for s in steps[1:]]) if steps is not None else (
+        ["θ0"] + [str(i) for i in range(1, t)])
+    ticks = np.unique(np.linspace(0, t - 1, min(t, 8)).round().astype(int))
+    ax.set_xticks(ticks, [labels[i] for i in ticks])
+    ax.set_xlabel("step of the sync" if steps is not None else "sync")
+    ax.set_ylabel("position, ordered by its final value")
+    ax.set_yticks([])
+    cbar = ax.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    cbar.set_label("rank of the initial value held")
+    ax.grid(False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def settling_table(records: Sequence[Any], vector: int = 0, share: float = 0.1,
+                   layout: str = "rows") -> pd.DataFrame:
+    """Per sync: the share of values that moved, for the extreme and the middle values.
+
+    Args:
+        records: as in :func:`plot_rank_heatmap`.
+        vector: row of the records.
+        share: the size of each group, as a share of the vector: the
+            ``share / 2`` smallest and largest initial values ("extreme"), and
+            the ``share`` of values around the median ("middle").
+        layout: ``"rows"`` or ``"variable"``.
+
+    Returns:
+        One row per sync after the first record: ``sync, all, extreme, middle``,
+        each the share of that group's values whose position changed since the
+        previous record.
+    """
+    pos = _positions(records, vector, "ranks", layout)  # pos[t, r]: where value rank r sits
+    n = pos.shape[1]
+    half = max(1, int(round(n * share / 2)))
+    groups = {"all": np.arange(n),
+              "extreme": np.r_[np.arange(half), np.arange(n - half, n)],
+              "middle": np.arange(n // 2 - half, n // 2 + half)}
+    rows = []
+    for t in range(1, len(pos)):
+        moved = pos[t] != pos[t - 1]
+        rows.append({"sync": t, **{g: float(moved[idx].mean()) for g, idx in groups.items()}})
+    return pd.DataFrame(rows)
+
+
+def plot_settling(records: Sequence[Any], vector: int = 0, share: float = 0.1,
+                  steps: Sequence[float] | None = None, layout: str = "rows", ax=None,
+                  title: str | None = None):
+    """:func:`settling_table` as lines: do the extreme values settle first?"""
+    ax = _new_ax(ax)
+    table = settling_table(records, vector, share, layout)
+    x = table["sync"] if steps is None else np.asarray(steps, dtype=float)[1:]
+    styles = {"extreme": ("C3", "-", f"the {share:.0%} most extreme initial values"),
+              "middle": ("C0", "-", f"the {share:.0%} initial values nearest the median"),
+              "all": ("0.4", ":", "all values")}
+    for column, (colour, ls, label) in styles.items():
+        ax.plot(x, table[column], ls, color=colour, marker="o", ms=3, label=label)
+    ax.set_ylim(0, 1.02)
+    ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
+    ax.set_xlabel("sync" if steps is None else "step")
+    ax.set_ylabel("moved since the previous sync")
+    ax.legend(loc="best")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def plot_permutation_trace(
     records: Sequence[Any],
     vector: int = 0,
@@ -462,6 +637,7 @@ def animate_reconnection(
     cmap: str = "RdBu_r",
     panel_size: float = 2.4,
     close: bool = True,
+    ncols: int | None = None,
 ) -> animation.FuncAnimation:
     """Animate theta0's values moving to new positions, sync after sync.
 
@@ -488,6 +664,7 @@ def animate_reconnection(
         panel_size: size of one panel in inches.
         close: close the figure (avoids a stray static image in notebooks;
             the animation still renders with :func:`to_jshtml` or ``save``).
+        ncols: panels per row (default: all in one row).
 
     Returns:
         A ``FuncAnimation`` with ``len(records) + include_initial`` frames.
@@ -529,15 +706,19 @@ def animate_reconnection(
     data = np.stack(frames).astype(np.float64)  # (T, n_chosen, length)
     labels = []
     if include_initial:
-        labels.append("theta_0")
+        labels.append("θ0")
     for t in range(len(records)):
         labels.append(f"sync {t}" if steps is None else f"step {steps[t]}")
 
     vmax = float(np.nanmax(np.abs(rows0[chosen]))) if rows0.size else 1.0
     vmax = vmax if vmax > 0 else 1.0
-    fig, grid = plt.subplots(1, len(chosen), squeeze=False,
-                             figsize=(panel_size * len(chosen), panel_size + 0.5))
+    ncols = max(1, min(ncols or len(chosen), len(chosen)))
+    nrows = -(-len(chosen) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(panel_size * ncols, (panel_size + 0.25) * nrows + 0.3))
     panels = list(grid.ravel())
+    for unused in panels[len(chosen):]:
+        unused.remove()
     images = []
     for panel, k in zip(panels, range(len(chosen))):
         images.append(panel.imshow(data[0, k].reshape(shape), cmap=cmap, vmin=-vmax,

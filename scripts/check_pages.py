@@ -12,7 +12,12 @@ i.e. the pages that were actually rendered) this loads
   page's formulas were rendered;
 * no output cell is an error or stderr stream (``.output.traceback``,
   ``.output.error``, ``.output.stderr``) and no output contains a Python
-  traceback.
+  traceback;
+* the layout, measured in the browser at a 1280 px wide window by a script
+  run in the page (:data:`LAYOUT_SCRIPT`): no table, figure or output is
+  wider than the content column (code blocks may scroll), the page does not scroll sideways, and no
+  figure is shrunk to less than :data:`MIN_FIGURE_SCALE` of its size (its
+  text would be too small to read).
 
 Usage::
 
@@ -43,6 +48,37 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
 ]
+WINDOW = "--window-size=1280,1000"
+#: A figure shown at less than this share of its pixel width has unreadable text.
+MIN_FIGURE_SCALE = 0.8
+#: Run in the page after it loaded: measures the layout and writes it, as JSON,
+#: into <pre id="laperm-layout">, which --dump-dom then returns.
+LAYOUT_SCRIPT = """
+<script>
+window.addEventListener("load", () => {
+  const article = document.querySelector("article.bd-article") || document.querySelector("main");
+  const col = article ? article.getBoundingClientRect() : {left: 0, right: innerWidth, width: innerWidth};
+  const name = (e) => (e.closest(".cell") ? "cell " + [...document.querySelectorAll(".cell")]
+                       .indexOf(e.closest(".cell")) + ": " : "") + e.tagName.toLowerCase()
+                       + (e.className && typeof e.className === "string" ? "." + e.className.split(" ")[0] : "");
+  const out = {column: Math.round(col.width), page: document.documentElement.scrollWidth,
+               window: innerWidth, height: document.documentElement.scrollHeight,
+               wide: [], shrunk: []};
+  for (const e of article ? article.querySelectorAll("table, img, svg:not(.icon), .cell_output > .output") : []) {
+    const r = e.getBoundingClientRect();
+    const width = Math.max(r.width, e.scrollWidth || 0);
+    if (r.width > 0 && r.left + width > col.right + 2)
+      out.wide.push([name(e), Math.round(width)]);
+    if (e.tagName === "IMG" && e.naturalWidth && r.width / e.naturalWidth < %(scale)s)
+      out.shrunk.push([name(e), e.naturalWidth, Math.round(r.width)]);
+  }
+  const pre = document.createElement("pre");
+  pre.id = "laperm-layout";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>
+"""
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 HIDDEN_TAGS = {"remove-cell", "remove-output"}
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*-{20,}\s*$\n^\w+(Error|Exception)",
@@ -78,17 +114,60 @@ def expected_images(notebook: Path) -> int:
 
 def dump_dom(chromium: str, page: Path, user_data: Path, timeout: float,
              screenshot: Path | None = None) -> str:
-    url = page.resolve().as_uri()
-    cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={user_data}",
-           "--virtual-time-budget=3000", "--dump-dom", url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    """The page's DOM after load, with :data:`LAYOUT_SCRIPT`'s measurements in it.
+
+    The script is added to a copy of the page beside it (so its relative links
+    still resolve), which is removed afterwards.  With ``screenshot``, a PNG
+    of the whole page (up to 16000 px tall) is saved there.
+    """
+    html = page.read_text(encoding="utf-8")
+    probe = page.with_name(f".layout-{page.name}")
+    script = LAYOUT_SCRIPT % {"scale": MIN_FIGURE_SCALE}
+    probe.write_text(html.replace("</body>", script + "</body>", 1), encoding="utf-8")
+    try:
+        cmd = [chromium, *CHROMIUM_FLAGS, WINDOW, f"--user-data-dir={user_data}",
+               "--virtual-time-budget=5000", "--dump-dom", probe.resolve().as_uri()]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    finally:
+        probe.unlink(missing_ok=True)
     if proc.returncode != 0:
         raise RuntimeError(f"chromium exit code {proc.returncode}: {proc.stderr.strip()[-300:]}")
     if screenshot is not None:
+        height = _page_height(proc.stdout)
         subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={user_data}",
-                        "--window-size=1280,2000", f"--screenshot={screenshot}", url],
+                        f"--window-size=1280,{height}", f"--screenshot={screenshot}",
+                        "--virtual-time-budget=5000", page.resolve().as_uri()],
                        capture_output=True, timeout=timeout)
     return proc.stdout
+
+
+def _page_height(dom: str) -> int:
+    """A screenshot height for the whole page: estimated from the DOM's length."""
+    match = re.search(r'<pre id="laperm-layout"[^>]*>(.*?)</pre>', dom, re.S)
+    if match:
+        import html as html_module
+
+        return min(16000, max(1000, json.loads(html_module.unescape(match.group(1))).get("height", 1000)))
+    return 4000
+
+
+def layout_problems(dom: str) -> list[str]:
+    """What :data:`LAYOUT_SCRIPT` measured, as problems (empty: the layout is fine)."""
+    import html as html_module
+
+    match = re.search(r'<pre id="laperm-layout"[^>]*>(.*?)</pre>', dom, re.S)
+    if not match:
+        return ["the layout could not be measured (the page's load event never came)"]
+    m = json.loads(html_module.unescape(match.group(1)))
+    problems = []
+    if m["page"] > m["window"] + 2:
+        problems.append(f"the page scrolls sideways ({m['page']} px wide in a {m['window']} px window)")
+    for what, width in m["wide"][:8]:
+        problems.append(f"{what} is {width} px wide, the content column {m['column']} px")
+    for what, natural, shown in m["shrunk"][:8]:
+        problems.append(f"{what}: a {natural} px figure shown at {shown} px "
+                        f"({shown / natural:.0%}; its text is too small to read)")
+    return problems
 
 
 def check_dom(dom: str, page: Path, n_images: int) -> list[str]:
@@ -132,6 +211,7 @@ def check_dom(dom: str, page: Path, n_images: int) -> list[str]:
                 problems.append(f"missing MathJax file {src}")
     if soup.select(".math") and not soup.find("mjx-container"):
         problems.append("formulas on the page were not rendered by MathJax")
+    problems += layout_problems(dom)
     return problems
 
 

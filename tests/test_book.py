@@ -149,3 +149,20 @@ def test_cross_check_page_without_the_authors_code_says_what_to_do(data_dir, tmp
     assert str(tmp_path) not in text and not any(o.get("output_type") == "error" for o in outputs)
     # the committed seed tables are still shown
     assert "the committed record" in text or "No distribution record" in text
+
+
+def test_no_page_prints_a_local_path(built_book, data_dir):
+    """Rendered outputs never show where this machine keeps the project or its data."""
+    local = {str(REPO), str(Path(data_dir).resolve()), str(REPO.parent), str(built_book)}
+    offenders = []
+    for path in sorted((built_book / "executed").glob("*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            for out in cell.get("outputs", []):
+                if out.get("name") == "stderr":
+                    continue  # not rendered (nb_output_stderr: remove)
+                text = json.dumps(out.get("data", {})) + out.get("text", "")
+                offenders += [f"{path.stem}: {p}" for p in local if p and p != "/" and p in text]
+    assert not offenders, offenders

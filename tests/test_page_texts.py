@@ -50,3 +50,17 @@ def test_a_plain_adam_config_has_no_sync_period_in_its_description():
     text = adam.describe()
     assert "k =" not in text and "Adam" in text
     assert "k = 250" in paper_config("f2").describe()
+
+
+def test_constant_columns_become_the_caption():
+    import pandas as pd
+
+    from laperm.book.page import split_constant_columns
+
+    df = pd.DataFrame({"optimizer": ["Adam", "Adam"], "k": [20.0, 20.0],
+                       "test acc at best val": [0.9, 0.95]})
+    rest, caption = split_constant_columns(df)
+    assert list(rest.columns) == ["test acc at best val"]
+    assert caption == "optimizer: Adam; k: 20"
+    one_row, caption = split_constant_columns(df.iloc[:1])
+    assert list(one_row.columns) == list(df.columns) and caption == ""

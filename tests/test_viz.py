@@ -227,3 +227,39 @@ def test_too_few_axes_is_a_clear_error(rng):
     with pytest.raises(ValueError, match="2 panels needed, 1 axes given"):
         viz.plot_vectors_as_images(rng.normal(size=(16, 2)), image_shape=(4, 4), axes=[ax])
     plt.close(fig)
+
+
+def test_wide_figures_are_shown_narrower_with_the_same_fonts():
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5), dpi=100)
+    for ax in axes:
+        ax.plot([0, 1], [0, 1])
+        ax.set_title("a title in 10 pt", fontsize=10)
+    png = viz.fitted_png(fig, max_px=840)
+    assert 600 < viz._png_width(png) <= 840
+    assert fig.get_size_inches()[0] < 12  # narrower in inches, not rendered at a lower dpi
+    assert axes[0].title.get_fontsize() == 10
+    small, _ = plt.subplots(figsize=(4, 3), dpi=100)
+    assert viz.fitted_png(small, max_px=840) and small.get_size_inches()[0] == 4  # untouched
+    plt.close("all")
+
+
+def test_rank_heatmap_ends_in_the_final_order_and_settling_counts_moves():
+    n = 20
+    rng = np.random.default_rng(0)
+    theta0 = rng.normal(size=(2, n))
+    ranks0 = np.argsort(np.argsort(theta0, axis=1), axis=1)
+    # sync 1: swap the two largest values of unit 0; sync 2: no change
+    ranks1 = ranks0.copy()
+    a, b = np.where(ranks0[0] == n - 1)[0][0], np.where(ranks0[0] == n - 2)[0][0]
+    ranks1[0, a], ranks1[0, b] = ranks1[0, b], ranks1[0, a]
+    records = [ranks0, ranks1, ranks1.copy()]
+    ax = viz.plot_rank_heatmap(records, vector=0)
+    image = ax.images[0].get_array()
+    assert image.shape == (n, 3)
+    assert list(image[:, -1]) == list(range(n))  # rows ordered by the final value
+    table = viz.settling_table(records, vector=0, share=0.2)
+    assert table["all"].tolist() == [2 / n, 0.0]
+    assert table["extreme"].tolist() == [0.5, 0.0]  # 2 of the 4 extreme values moved
+    assert table["middle"].tolist() == [0.0, 0.0]
+    assert len(viz.plot_settling(records, share=0.2).lines) == 3
+    plt.close("all")

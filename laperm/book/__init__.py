@@ -31,11 +31,12 @@ from laperm.book.knobs import (BOOK_BUDGET_MIN, KNOBS, PROFILE_DESCRIPTIONS, PRO
                                Knob, check_parameter, check_parameters)
 from laperm.book.layout import build_dir, reference_dir, results_dir, status_dir
 from laperm.book.page import (Section, banner, banner_text, finish, load_status, plot_curves,
-                              quiet_kernel, run_folder, setup, show_stored_runs, show_table)
+                              quiet_kernel, run_folder, setup, show_compact, show_stored_runs,
+                              show_table)
 
 __all__ = [
     "BOOK_BUDGET_MIN", "KNOBS", "PROFILE_DESCRIPTIONS", "PROFILE_NAMES", "Knob", "Section",
     "banner", "banner_text", "build_dir", "check_parameter", "check_parameters", "finish",
     "load_status", "plot_curves", "quiet_kernel", "reference_dir", "results_dir", "run_folder",
-    "setup", "show_stored_runs", "show_table", "status_dir",
+    "setup", "show_compact", "show_stored_runs", "show_table", "status_dir",
 ]

@@ -274,13 +274,50 @@ _PERCENT_COLUMNS = ("best val acc", "test acc at best val", "final test acc",
                     "best test acc, any epoch", "paper")
 
 
+_FORMATS = {**{c: "{:.2%}" for c in _PERCENT_COLUMNS},
+            "p": "{:.0%}", "k": "{:.0f}", "syncs": "{:.0f}", "wall time (s)": "{:.0f}"}
+
+
+def _formatted(column: str, value) -> str:
+    if value is None or value != value:
+        return "—"
+    spec = _FORMATS.get(column)
+    try:
+        return spec.format(value) if spec else str(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def split_constant_columns(df):
+    """``(df without its constant columns, "column = value; ..." of those columns)``.
+
+    A column with one value in every row (of a table of several rows) says
+    nothing per row; it is shown once, as the table's caption, so tables keep
+    only the columns a reader needs and fit the page.
+    """
+    if len(df) < 2:
+        return df, ""
+    constant = [c for c in df.columns if df[c].astype(str).nunique() == 1]
+    caption = "; ".join(f"{c}: {_formatted(c, df[c].iloc[0])}" for c in constant)
+    return df.drop(columns=constant), caption
+
+
 def show_table(df) -> None:
-    """Display a :func:`laperm.records.results_table` with percentages."""
+    """Display a :func:`laperm.records.results_table` with percentages.
+
+    Columns with the same value in every row become the caption; the step
+    count is left out (the scale says how long each run was).
+    """
     from IPython.display import display
 
-    fmt = {c: "{:.2%}" for c in _PERCENT_COLUMNS}
-    fmt.update({"p": "{:.0%}", "k": "{:.0f}", "syncs": "{:.0f}", "wall time (s)": "{:.0f}"})
-    display(df.style.format({k: v for k, v in fmt.items() if k in df.columns}, na_rep="—"))
+    df = df.drop(columns=[c for c in ("steps",) if c in df.columns])
+    if "optimizer" in df.columns:
+        df = df.assign(optimizer=df["optimizer"].replace({"LaPerm (inner Adam)": "LaPerm"}))
+    df, caption = split_constant_columns(df)
+    style = df.style.format({k: v for k, v in _FORMATS.items() if k in df.columns}, na_rep="—")
+    if caption:
+        style = style.set_caption(f"All rows: {caption}.")
+    display(style)
 
 
 def hardware_label(hardware: dict | None) -> str:
@@ -306,6 +343,22 @@ def stored_runs_title(results: list[dict], curves: dict) -> str:
     if any(len(histories) > 1 for histories in curves.values()):
         title += "; several seeds: mean, band = standard deviation"
     return title
+
+
+def show_compact(df, precision: int = 3, caption: str = "") -> None:
+    """Display a table of numbers compactly: ``precision`` decimals, constant columns
+    as the caption, no default index (so wide score tables fit the page)."""
+    import pandas as pd
+    from IPython.display import display
+
+    df, constant = split_constant_columns(df)
+    style = df.style.format(precision=precision, na_rep="—")
+    if isinstance(df.index, pd.RangeIndex):
+        style = style.hide(axis="index")
+    text = "; ".join(t for t in (caption, f"all rows: {constant}" if constant else "") if t)
+    if text:
+        style = style.set_caption(text[0].upper() + text[1:] + ".")
+    display(style)
 
 
 def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
