@@ -85,9 +85,9 @@ def _reason(row, stat: str, authors: dict) -> str:
         if row["laperm"] != row["laperm"]:
             text = "no run yet"
         else:
-            text = f"largest run {row['scale'].removeprefix('reduced: ')}"
+            text = f"largest run: {row['scale'].removeprefix('reduced: ')}"
         if row["paper_scale_hours"] == row["paper_scale_hours"]:
-            text += f"; one paper-scale run ≈ {row['paper_scale_hours']:.0f} h on this hardware"
+            text += f"; paper scale ≈ {row['paper_scale_hours']:.0f} h per run here"
         return text
     seeds = f"{row['seeds']} seeds" if row["seeds"] > 1 else "1 seed"
     text = f"{points:+.1f} points ({seeds})"

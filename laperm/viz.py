@@ -100,12 +100,12 @@ def fitted_png(fig, max_px: int = MAX_FIGURE_PX) -> bytes:
     from IPython.core.pylabtools import print_figure
 
     png = print_figure(fig, "png", bbox_inches="tight")
-    for _ in range(3):
+    for _ in range(8):  # parts of a fixed size (an outside legend) make it converge slower
         width = _png_width(png)
         if width <= max_px:
             break
         w, h = fig.get_size_inches()
-        scale = max_px / width * 0.98
+        scale = max_px / width * 0.97
         fig.set_size_inches(w * scale, h * scale ** 0.5)
         if fig.get_layout_engine() is None:
             with warnings.catch_warnings():
@@ -941,9 +941,9 @@ def plot_run_curves(
     """
     hist = pd.concat([h.assign(run=label) for label, h in histories.items() if h is not None],
                      ignore_index=True)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.6), sharey=True)
     plot_training_curves(hist, y="val_accuracy", hue="run", ax=axes[0], marker="o",
-                         title="validation accuracy (held out of the training set)")
+                         title="validation accuracy\n(held out of the training set)")
     plot_training_curves(hist, y="test_accuracy", hue="run", ax=axes[1], marker="o",
                          title="test accuracy")
     for i, (label, value) in enumerate((paper_lines or {}).items()):
@@ -957,8 +957,15 @@ def plot_run_curves(
         ax.set_ylabel("accuracy")
     if axes[0].get_legend() is not None:
         axes[0].get_legend().remove()
-    axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    handles, labels = axes[1].get_legend_handles_labels()
+    if axes[1].get_legend() is not None:
+        axes[1].get_legend().remove()
     if suptitle:
-        fig.suptitle(suptitle)
+        import textwrap
+
+        fig.suptitle(textwrap.fill(suptitle, 80), fontsize="medium")
     fig.tight_layout()
+    # below the panels, so long run labels never widen the figure
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=1 if max((len(t) for t in labels), default=0) > 40 else 2, frameon=False)
     return fig

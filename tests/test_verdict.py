@@ -47,7 +47,7 @@ def test_verdict_table_from_records(tmp_path):
     assert f1_row["ours"] == pytest.approx(0.825)
     assert "authors' own code: 82.3%" in f1_row["why"]
     assert t.loc["conv7", "status"] == verdict.NOT_TESTED  # 2 of 45 epochs is reduced
-    assert "largest run 2 of 45 epochs" in t.loc["conv7", "why"]
+    assert "largest run: 2 of 45 epochs" in t.loc["conv7", "why"]
     assert t.loc["conv2", "why"].startswith("no run yet")
     assert t.loc["f1", "page"] == "05_5_weight_agnostic" and t.loc["conv7", "page"] == "05_1_conv7_mnist"
     assert verdict.counts(t) == {verdict.REPRODUCED: 0, verdict.NOT_REPRODUCED: 1,

@@ -217,8 +217,10 @@ def test_plot_run_curves(rng):
     fig = viz.plot_run_curves({"a": pd.concat([history(0.5), history(0.5)]), "b": history(0.8)},
                               paper_lines={"paper": 0.9}, suptitle="t")
     left, right = fig.axes[:2]
-    assert [t.get_text() for t in right.get_legend().get_texts()][-1] == "paper"
-    assert left.get_legend() is None and fig._suptitle.get_text() == "t"
+    assert left.get_legend() is None and right.get_legend() is None
+    (legend,) = fig.legends  # one legend for both panels, below them
+    assert [t.get_text() for t in legend.get_texts()][-1] == "paper"
+    assert fig._suptitle.get_text() == "t"
     plt.close(fig)
 
 

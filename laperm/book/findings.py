@@ -65,7 +65,7 @@ def verdict_html(table: pd.DataFrame) -> str:
         body.append(
             f"<tr><td>{name}</td><td>{pct(r.paper)}</td><td>{ours}</td><td>{pct(r.adam)}</td>"
             f'<td style="background:{colour}"><b>{html.escape(r.status)}</b></td>'
-            f"<td><small>{html.escape(r.why)}</small></td></tr>")
+            f"<td>{html.escape(r.why)}</td></tr>")
     return (f'<table class="dataframe verdict" border="0">{head}<tbody>{"".join(body)}'
             "</tbody></table>")
 
