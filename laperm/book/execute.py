@@ -24,7 +24,7 @@ from pathlib import Path
 from laperm.book.cache import cache_key, is_cached, load_cache, save_cache
 from laperm.book.layout import BUILD_ENV, Project
 from laperm.book.sections import Plan
-from laperm.book.source import read_page, with_outputs
+from laperm.book.source import read_page, with_colab_install, with_outputs
 from laperm.project import ROOT_ENV
 
 KERNEL_NAME = "python3"
