@@ -41,6 +41,8 @@ __all__ = [
     "plot_vectors_as_images",
     "plot_permutation_trace",
     "plot_rank_heatmap",
+    "plot_three_evaluations",
+    "three_evaluations_table",
     "settling_table",
     "plot_settling",
     "animate_reconnection",
@@ -920,6 +922,71 @@ def plot_sawtooth(
     if hue is not None or (xs is not None and len(xs)):
         ax.legend(loc="best")
     return ax
+
+
+#: The three evaluations of a LaPerm epoch of a model with BatchNorm (Section 5.2).
+THREE_EVALUATIONS = {
+    "test_accuracy": ("-", "synchronised, BatchNorm re-estimated"),
+    "test_accuracy_stale_bn": ("--", "synchronised, stale BatchNorm statistics"),
+    "test_accuracy_unsynced": (":", "unsynchronised (the weights between syncs)"),
+}
+
+
+def has_three_evaluations(history: pd.DataFrame | None) -> bool:
+    """Whether a run's history holds the stale-BatchNorm evaluation too."""
+    return (history is not None and "test_accuracy_stale_bn" in history
+            and history["test_accuracy_stale_bn"].notna().any())
+
+
+def plot_three_evaluations(histories: dict[str, pd.DataFrame], width: float = 7.2):
+    """Test accuracy per epoch, evaluated three ways, one panel per run (Section 5.2).
+
+    A sync moves every kernel weight but leaves BatchNorm's moving statistics
+    describing the weights before it; each LaPerm epoch of a BatchNorm model
+    is therefore evaluated on synchronised weights with re-estimated
+    statistics (the number this project reports), with the stale statistics,
+    and unsynchronised.
+
+    Args:
+        histories: ``{title: history}``; histories without the three
+            evaluations (:func:`has_three_evaluations`) are skipped.
+        width: figure width in inches.
+
+    Returns:
+        The Figure, or None when no history has the three evaluations.
+    """
+    shown = {t: h for t, h in histories.items() if has_three_evaluations(h)}
+    if not shown:
+        return None
+    fig, axes = plt.subplots(1, len(shown), figsize=(width, 3.3), squeeze=False, sharey=True)
+    for ax, (title, h) in zip(axes[0], shown.items()):
+        for column, (ls, label) in THREE_EVALUATIONS.items():
+            if column in h and h[column].notna().any():
+                ax.plot(h["epoch"], h[column], ls, label=label)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
+    axes[0][0].set_ylabel("test accuracy")
+    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)
+    return fig
+
+
+def three_evaluations_table(history: pd.DataFrame, epochs=(1, 5, 10, 25, 50, 100, 125)):
+    """The three evaluations at a few epochs, and the gaps (points): early vs late training."""
+    h = history.set_index("epoch")
+    rows = []
+    for e in [e for e in epochs if e in h.index] + ([] if h.index[-1] in epochs else [h.index[-1]]):
+        r = h.loc[e]
+        rows.append({"epoch": int(e), "re-estimated": r["test_accuracy"],
+                     "stale BatchNorm": r["test_accuracy_stale_bn"],
+                     "unsynchronised": r.get("test_accuracy_unsynced"),
+                     "re-estimated − stale (points)": 100 * (r["test_accuracy"]
+                                                             - r["test_accuracy_stale_bn"]),
+                     "learning rate": r.get("learning_rate")})
+    return pd.DataFrame(rows)
 
 
 def plot_run_curves(

@@ -265,3 +265,17 @@ def test_rank_heatmap_ends_in_the_final_order_and_settling_counts_moves():
     assert table["middle"].tolist() == [0.0, 0.0]
     assert len(viz.plot_settling(records, share=0.2).lines) == 3
     plt.close("all")
+
+
+def test_three_evaluations_only_for_histories_that_have_them():
+    h = pd.DataFrame({"epoch": [1, 2, 3], "test_accuracy": [0.5, 0.6, 0.7],
+                      "test_accuracy_stale_bn": [0.2, 0.4, 0.65],
+                      "test_accuracy_unsynced": [0.5, 0.55, 0.7], "learning_rate": [1e-3] * 3})
+    old = h.drop(columns="test_accuracy_stale_bn")
+    assert viz.plot_three_evaluations({"old": old}) is None
+    fig = viz.plot_three_evaluations({"new": h, "old": old})
+    assert len(fig.axes[0].lines) == 3 and len([a for a in fig.axes if a.lines]) == 1
+    table = viz.three_evaluations_table(h, epochs=(1, 2))
+    assert table["epoch"].tolist() == [1, 2, 3]  # the last epoch is always shown
+    assert table["re-estimated − stale (points)"].round(1).tolist() == [30.0, 20.0, 5.0]
+    plt.close("all")

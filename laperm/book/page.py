@@ -298,7 +298,8 @@ def split_constant_columns(df):
     if len(df) < 2:
         return df, ""
     constant = [c for c in df.columns if df[c].astype(str).nunique() == 1]
-    caption = "; ".join(f"{c}: {_formatted(c, df[c].iloc[0])}" for c in constant)
+    caption = "; ".join(f"{c}: {_formatted(c, df[c].iloc[0])}" for c in constant
+                        if _formatted(c, df[c].iloc[0]) != "—")  # an empty column says nothing
     return df.drop(columns=constant), caption
 
 
