@@ -1,0 +1,55 @@
+"""LaPerm data-parallel on two simulated CPU devices (TensorFlow and JAX).
+
+Each backend runs in a fresh process (``tests/distributed/check_data_parallel.py``),
+because the two devices must exist before the backend starts: two logical CPU
+devices under ``tf.distribute.MirroredStrategy``, and
+``XLA_FLAGS=--xla_force_host_platform_device_count=2`` with
+``keras.distribution.DataParallel`` under JAX.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).parent / "distributed" / "check_data_parallel.py"
+
+
+def _run(backend: str, tmp_path) -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": backend,
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = subprocess.run([sys.executable, str(SCRIPT), backend, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=1500)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_laperm_on_two_devices(backend, tmp_path):
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    result = _run(backend, tmp_path)
+    assert result["devices"] == 2
+    for name in ("small_net", "conv2"):
+        r = result[name]
+        assert r["same_theta0"], name
+        # every permuted variable is still a permutation of theta_0, on the replicas' weights
+        assert r["permutations"], name
+        assert (r["steps"], r["syncs"]) == (9, 3), name
+        # saved under the strategy, reloaded under it, and resumed: the counters go on
+        assert r["reloaded_steps"] == 9 and r["reloaded_weights_equal"], name
+        assert r["resumed_syncs"] == 6, name
+    # without BatchNorm, two devices train the same weights as one (float round-off only);
+    # with it, each replica normalises its own half-batch (TensorFlow), so only the invariant holds
+    assert result["small_net"]["max_weight_diff"] < 1e-5
+    bn = result["conv2"]
+    assert bn["bn_batches"] == 4 and bn["bn_statistics_changed"] and bn["bn_trainables_unchanged"]
