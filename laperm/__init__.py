@@ -23,6 +23,12 @@ import importlib
 
 __version__ = "0.1.0"
 
+# A missing Keras backend is told in one sentence (a laperm command: one line,
+# exit code 2) before Keras is imported and fails with a traceback.
+from laperm.backends import require_installed as _require_backend  # noqa: E402
+
+_require_backend()
+
 # Registration with Keras's serialisation happens at import time of these two
 # modules: import them eagerly (they only need Keras).
 from laperm.optimizer import LaPerm, NonFiniteWeightsError, find_laperm  # noqa: E402
@@ -39,10 +45,10 @@ _EXPORTS = {
 
 #: Submodules reachable as attributes of the package (imported on first use).
 _SUBMODULES = (
-    "batchnorm", "book", "callbacks", "cli", "config", "data", "evaluation", "experiment",
-    "models", "ops", "optimizer", "paper", "presets", "pretrained", "profiles", "project",
-    "provenance", "pruning", "records", "reproduce", "runfiles", "sync_schedules", "train",
-    "viz",
+    "backends", "batchnorm", "book", "callbacks", "cli", "config", "data", "evaluation",
+    "experiment", "models", "ops", "optimizer", "paper", "pipeline", "presets", "pretrained",
+    "profiles", "project", "provenance", "pruning", "records", "reproduce", "runfiles",
+    "sync_schedules", "train", "viz",
 )
 
 __all__ = sorted(

@@ -25,6 +25,8 @@ import contextlib
 import keras
 import numpy as np
 
+from laperm.backends import global_generator_seeded
+
 #: Default number of batches and batch size of the re-estimation.
 DEFAULT_BATCHES = 200
 DEFAULT_BATCH_SIZE = 50
@@ -124,9 +126,11 @@ def recalibrate_batchnorm(model, images, batches: int = DEFAULT_BATCHES,
             # momentum of i / (i + 1) at batch i makes `moving` the exact mean of
             # the batch statistics seen so far (batch 0 replaces the stale value).
             object.__setattr__(layer, "momentum", counter)
-        for i, chunk in enumerate(chunks):
-            counter.assign(i / (i + 1))
-            forward(keras.ops.convert_to_tensor(chunk, dtype="float32"))
+        # (torch: unseeded dropout draws from torch's generator, seeded here too)
+        with global_generator_seeded([int(seed), 0xB0]):
+            for i, chunk in enumerate(chunks):
+                counter.assign(i / (i + 1))
+                forward(keras.ops.convert_to_tensor(chunk, dtype="float32"))
     finally:
         for layer, momentum in zip(layers, momenta):
             object.__setattr__(layer, "momentum", momentum)

@@ -26,7 +26,9 @@ once into ``~/.keras/datasets``).
 Preprocessing (:func:`make_preprocessor`, registry :data:`PREPROCESSORS`) and
 augmentation (:func:`augmentation_layers`, registry :data:`AUGMENTATIONS`) are
 named options matching Section 5 / the authors' notebooks; :func:`make_dataset`
-puts them together in a ``tf.data`` pipeline.
+puts them together in a ``tf.data`` pipeline under the TensorFlow Keras
+backend, and in a ``keras.utils.PyDataset`` of NumPy batches under any other
+(:mod:`laperm.pipeline`; no TensorFlow needed).
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ __all__ = [
     "DataNotFoundError",
     "DatasetInfo",
     "FULL_TEST_SIZE",
+    "PIPELINES",
     "PREPROCESSORS",
     "Preprocessor",
     "augmentation_layers",
     "clear_cache",
     "describe",
     "epoch_order",
+    "default_pipeline",
     "fingerprint",
     "load",
     "make_dataset",
@@ -718,7 +722,7 @@ def augmentation_layers(name: str | None, seed: int | None = None):
 
 
 # --------------------------------------------------------------------------
-# tf.data pipeline
+# Input pipelines: tf.data (TensorFlow backend) or a PyDataset (any backend)
 # --------------------------------------------------------------------------
 
 
@@ -793,6 +797,49 @@ def _with_stateless_seeds(layer, base):
     return scope()
 
 
+#: The input pipelines of :func:`make_dataset`.
+PIPELINES = ("tf.data", "pydataset")
+
+
+def default_pipeline() -> str:
+    """``"tf.data"`` under the TensorFlow Keras backend, ``"pydataset"`` under any other."""
+    import keras
+
+    return "tf.data" if keras.backend.backend() == "tensorflow" else "pydataset"
+
+
+def _choose_pipeline(pipeline: str | None) -> str:
+    if pipeline is None:
+        pipeline = default_pipeline()
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}; valid: {', '.join(PIPELINES)}, or None "
+                         "(tf.data under the TensorFlow backend, pydataset otherwise)")
+    if pipeline == "tf.data":
+        from laperm.backends import has_tensorflow
+
+        if not has_tensorflow():
+            raise ImportError("make_dataset(pipeline='tf.data') needs TensorFlow (pip install "
+                              "tensorflow-cpu); pipeline='pydataset' works without it")
+    return pipeline
+
+
+def _array_batches(x, y, batch_size, preprocess, gray, aug_steps, shuffle, seed, drop_remainder,
+                   epochs, first_epoch):
+    """The ``"pydataset"`` pipeline (:class:`laperm.pipeline.ArrayBatches`) of :func:`make_dataset`."""
+    from laperm.pipeline import ArrayBatches
+
+    def prepare(images):
+        if gray:
+            images = images[..., None]
+        if preprocess is None:
+            return images.astype(np.float32)
+        return np.asarray(preprocess(images), dtype=np.float32)
+
+    return ArrayBatches(x, y, batch_size, prepare, aug_steps or None, shuffle=shuffle, seed=seed,
+                        drop_remainder=drop_remainder, epochs=epochs,
+                        first_epoch=int(first_epoch) if epochs is not None else 0)
+
+
 def make_dataset(
     x,
     y,
@@ -804,8 +851,9 @@ def make_dataset(
     drop_remainder: bool = False,
     epochs: int | None = None,
     first_epoch: int = 0,
+    pipeline: str | None = None,
 ):
-    """Build a batched ``tf.data.Dataset`` of ``(images, labels)``.
+    """Build a batched ``tf.data.Dataset`` (or a ``keras.utils.PyDataset``) of ``(images, labels)``.
 
     Pipeline: uint8 arrays in memory -> (shuffle) -> batch -> cast and
     preprocess per batch -> (augment per batch) -> prefetch.  Grayscale images
@@ -846,20 +894,25 @@ def make_dataset(
         drop_remainder: drop the last incomplete batch.
         epochs: number of epochs the dataset holds (see above), or None.
         first_epoch: the first epoch it holds (counted from 0), to resume.
+        pipeline: ``"tf.data"`` or ``"pydataset"`` (:class:`laperm.pipeline.ArrayBatches`,
+            NumPy batches and the same Keras augmentation layers run eagerly;
+            no TensorFlow needed), or None: ``"tf.data"`` under the TensorFlow
+            Keras backend, ``"pydataset"`` under any other.  Both follow the
+            seeding rules above; without augmentation they yield the same
+            batches, with it the same transformations drawn from each
+            backend's own generator (:mod:`laperm.pipeline`).
 
     Returns:
-        A ``tf.data.Dataset`` yielding ``(float32 images (B, H, W, C), int32 labels (B,))``.
+        A ``tf.data.Dataset`` (or an :class:`~laperm.pipeline.ArrayBatches`)
+        yielding ``(float32 images (B, H, W, C), int32 labels (B,))``.
 
     Raises:
         ValueError: mismatched ``x``/``y``, bad ``batch_size``/``epochs``, a
-            preprocessing name that needs training statistics, or an unknown
-            preset.
+            preprocessing name that needs training statistics, an unknown
+            preset or pipeline.
+        ImportError: ``pipeline="tf.data"`` without TensorFlow installed.
     """
-    try:
-        import tensorflow as tf
-    except ImportError as exc:  # pragma: no cover
-        raise ImportError("make_dataset needs TensorFlow (pip install tensorflow-cpu)") from exc
-
+    pipeline = _choose_pipeline(pipeline)
     x = np.asarray(x)
     y = np.asarray(y)
     _check_xy(x, y)
@@ -890,14 +943,6 @@ def make_dataset(
             )
         preprocess = make_preprocessor(preprocess, x[:1])
     gray = x.ndim == 3
-
-    def prep(images):
-        if gray:
-            images = images[..., None]
-        if preprocess is None:
-            return tf.cast(images, tf.float32)
-        return tf.cast(preprocess(images), tf.float32)
-
     if isinstance(augment, str) or augment is None:
         aug_layer = augmentation_layers(augment, seed=seed) if augment is not None else None
     else:
@@ -907,6 +952,18 @@ def make_dataset(
     # (JAX, torch), but a Sequential wrapping them does not.
     aug_steps = list(getattr(aug_layer, "layers", None) or []) or (
         [aug_layer] if aug_layer is not None and not hasattr(aug_layer, "layers") else [])
+    if pipeline == "pydataset":
+        return _array_batches(x, y, int(batch_size), preprocess, gray, aug_steps, shuffle, seed,
+                              drop_remainder, epochs, first_epoch)
+
+    import tensorflow as tf
+
+    def prep(images):
+        if gray:
+            images = images[..., None]
+        if preprocess is None:
+            return tf.cast(images, tf.float32)
+        return tf.cast(preprocess(images), tf.float32)
 
     def augment_batch(images, base_seed=None):
         import keras

@@ -69,6 +69,12 @@ def _accelerator() -> str:
             if devices[0].platform == "cpu":
                 return "none (CPU)"
             return ", ".join(getattr(d, "device_kind", str(d)) for d in devices)
+        if backend == "torch":
+            import torch
+
+            if not torch.cuda.is_available():
+                return "none (CPU)"
+            return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
     except Exception:  # pragma: no cover - informational only
         return "unknown"
     return "unknown"

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from laperm import runfiles
+from laperm.backends import seed_global_generator
 from laperm.config import ExperimentConfig, learning_rate_at
 from laperm.evaluation import (best_so_far, evaluate, evaluate_three_ways, evaluation_note,
                                laperm_of)
@@ -51,12 +52,14 @@ def load_splits(config: ExperimentConfig, data_dir=None) -> dict:
 
 def prepare_data(config: ExperimentConfig, data_dir=None, first_epoch: int = 0,
                  splits: dict | None = None) -> dict:
-    """Splits, preprocessing and ``tf.data`` pipelines of a config.
+    """Splits, preprocessing and input pipelines of a config.
 
     The training pipeline holds epochs ``first_epoch .. config.epochs - 1``;
     the order and augmentation of each are functions of ``(seed, epoch)``
     (:func:`laperm.data.make_dataset`), so a resumed run sees the batches of
-    the uninterrupted one.
+    the uninterrupted one.  The pipelines are ``tf.data`` datasets under the
+    TensorFlow Keras backend and ``keras.utils.PyDataset`` s under any other
+    (no TensorFlow needed).
     """
     from laperm import data
 
@@ -141,11 +144,25 @@ def _seed_states(model, seed: int, epoch: int) -> None:
 
     Keras does not save seed-generator states with a model, so a resumed run
     would draw other dropout masks; setting them at the start of every epoch
-    makes epoch e's draws a function of (seed, e) in every process.
+    makes epoch e's draws a function of (seed, e) in every process.  (Under
+    torch, unseeded dropout draws from torch's global generator instead: see
+    :func:`_seed_global_generator`.)
     """
     for i, v in enumerate(v for v in model.variables if v.name == "seed_generator_state"):
         rng = np.random.default_rng([int(seed), int(epoch), i, 0x5EED])
         v.assign(np.array([rng.integers(0, 2**31 - 1), 0], dtype=v.dtype))
+
+
+def _seed_global_generator(seed: int, epoch: int) -> None:
+    """Seed torch's global generator from (seed, epoch) before the epoch's first step.
+
+    Under torch, unseeded dropout draws from it.  It is seeded at the first
+    batch, not at the start of the epoch: the torch ``DataLoader`` that Keras
+    wraps around the data draws from it when the epoch's iterator is made,
+    which an uninterrupted run does once and a resumed run at the epoch it
+    resumes at.  A no-op under TensorFlow and JAX.
+    """
+    seed_global_generator([int(seed), int(epoch), 0x5EED])
 
 
 class _EpochEnd:
@@ -155,6 +172,7 @@ class _EpochEnd:
         self.config, self.model, self.pipes, self.files = config, model, pipes, files
         self.rows, self.progress = rows, progress
         self.best = best_so_far(rows)
+        self.epoch = 0
         self.t_epoch = time.perf_counter()
         self.t_start = time.perf_counter()
         self.wall_before = wall_before
@@ -177,7 +195,12 @@ class _EpochEnd:
         class Callback(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
                 _seed_states(outer.model, outer.config.seed, epoch)
+                outer.epoch = epoch
                 outer.t_epoch = time.perf_counter()
+
+            def on_train_batch_begin(self, batch, logs=None):
+                if batch == 0:
+                    _seed_global_generator(outer.config.seed, outer.epoch)
 
             def on_train_batch_end(self, batch, logs=None):
                 if outer.progress is not None:

@@ -73,7 +73,16 @@ def test_unknown_preset_lists_valid_names():
     assert opt.sync_period == 1200 and opt.skip_bias is False
 
 
-@pytest.mark.parametrize("steps_per_execution,jit", [(1, False), (3, False), (3, True)])
+#: Keras's torch trainer refuses steps_per_execution > 1.
+needs_steps_per_execution = pytest.mark.skipif(
+    BACKEND == "torch", reason="Keras: steps_per_execution must be 1 with the PyTorch backend")
+
+
+@pytest.mark.parametrize("steps_per_execution,jit", [
+    (1, False),
+    pytest.param(3, False, marks=needs_steps_per_execution),
+    pytest.param(3, True, marks=needs_steps_per_execution),
+])
 def test_weights_after_sync_are_a_permutation_of_theta0(steps_per_execution, jit):
     model = tiny_model()
     w0 = snapshot(model)
@@ -91,6 +100,7 @@ def test_weights_after_sync_are_a_permutation_of_theta0(steps_per_execution, jit
             assert not is_permutation_of(value, w), v.path  # trained freely
 
 
+@needs_steps_per_execution
 def test_steps_per_execution_and_jit_give_the_same_trajectory():
     results = []
     for spe, jit in [(1, False), (4, False), (4, True)]:
@@ -345,4 +355,24 @@ def test_custom_training_loop_under_jax_jit():
         v.assign(value)
     for v, value in zip(opt.variables, ov):
         v.assign(value)
+    _check_custom_loop_result(model, opt, w0)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="torch autograd custom loop")
+def test_custom_training_loop_with_torch_autograd():
+    import torch
+
+    model = tiny_model(bias_and_bn=False)
+    w0 = snapshot(model)
+    x, y = data()
+    opt = laperm.LaPerm(keras.optimizers.SGD(0.5), sync_period=3)
+    opt.build(model.trainable_variables)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    for i in range(6):
+        model.zero_grad()
+        loss = loss_fn(y[8 * i: 8 * i + 8], model(x[8 * i: 8 * i + 8], training=True))
+        loss.backward()
+        grads = [v.value.grad for v in model.trainable_variables]
+        with torch.no_grad():
+            opt.apply(grads, model.trainable_variables)
     _check_custom_loop_result(model, opt, w0)
