@@ -84,9 +84,10 @@ def _fraction(text: str) -> float:
 def _user_errors() -> tuple:
     """Exceptions of :func:`run` that are the user's to fix: one line, exit code 2."""
     from laperm import data, experiment
+    from laperm.devices import DevicesError
 
     # RunDirError: the folder holds another config, other data or another backend.
-    return (experiment.RunDirError, data.DataNotFoundError, data.DataFormatError)
+    return (experiment.RunDirError, data.DataNotFoundError, data.DataFormatError, DevicesError)
 
 
 def _remove_if_stray(out_dir: Path) -> None:
@@ -119,7 +120,15 @@ def main(argv=None) -> int:
                              "the epochs it has done (<name>_e<epochs>; the run goes on)")
     parser.add_argument("--allow-other-backend", action="store_true",
                         help="resume or reuse a run folder written under another Keras backend")
+    parser.add_argument("--devices", type=_positive_int, default=None,
+                        help="train data-parallel on this many devices (GPUs; on a machine "
+                             "without GPUs, CPU devices, for testing); the batch stays the "
+                             "paper's global batch")
     args = parser.parse_args(argv)
+    if args.devices and args.devices > 1:
+        from laperm.devices import split_cpu
+
+        split_cpu(args.devices)  # TensorFlow without GPUs: before its runtime starts
     unknown = [e for e in args.experiments if e not in EXPERIMENTS]
     if unknown:
         parser.error(f"unknown experiment(s) {unknown}; valid: {', '.join(EXPERIMENTS)}")
@@ -132,6 +141,8 @@ def main(argv=None) -> int:
             parser.error(str(exc))
     user_errors = _user_errors()
     run_options = {"allow_other_backend": True} if args.allow_other_backend else {}
+    if args.devices:
+        run_options["devices"] = args.devices
     for name in args.experiments:
         for seed in args.seeds:
             changes = {"seed": seed, "precision": args.precision}

@@ -277,6 +277,7 @@ def run(
     resume: bool = True,
     progress: bool = True,
     allow_other_backend: bool = False,
+    devices: int | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Train one experiment and measure it honestly.
 
@@ -294,6 +295,10 @@ def run(
         progress: show a progress bar (tqdm; works in notebooks).
         allow_other_backend: reuse or continue a run made with another Keras
             backend.
+        devices: train data-parallel on this many devices
+            (:func:`laperm.devices.data_parallel`; None: as Keras places it).
+            The batch size stays the config's global batch; the result records
+            the number of devices.
 
     A run killed at any moment and started again gives the history of the
     uninterrupted run: the order and augmentation of epoch e and its dropout
@@ -309,12 +314,14 @@ def run(
             other data, or (unless allowed) with another backend.
         laperm.data.DataNotFoundError, laperm.data.DataFormatError: the data.
     """
-    with _dtype_policy(config.precision):
+    from laperm.devices import data_parallel
+
+    with _dtype_policy(config.precision), data_parallel(devices):
         return _run(config, out_dir, data_dir=data_dir, resume=resume, progress=progress,
-                    allow_other_backend=allow_other_backend)
+                    allow_other_backend=allow_other_backend, devices=devices or 1)
 
 
-def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend):
+def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, devices=1):
     import keras
 
     from laperm.callbacks import NonFiniteGuard
@@ -449,6 +456,7 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend):
         "final_test_accuracy_unsynced": final["test_unsynced"],
         "final_test_accuracy_recalibrated_bn_adam": adam_recalibrated,
         "precision": config.precision,
+        "devices": devices,
         "best_epoch": best["best_epoch"],
         "best_val_accuracy": best["best_val_accuracy"],
         "test_accuracy_at_best_val": best["test_accuracy_at_best"],

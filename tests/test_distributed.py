@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).parent / "distributed" / "check_data_parallel.py"
 
@@ -33,6 +32,7 @@ def _run(backend: str, tmp_path) -> dict:
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_laperm_on_two_devices(backend, tmp_path):
     if importlib.util.find_spec(backend) is None:
@@ -53,3 +53,39 @@ def test_laperm_on_two_devices(backend, tmp_path):
     assert result["small_net"]["max_weight_diff"] < 1e-5
     bn = result["conv2"]
     assert bn["bn_batches"] == 4 and bn["bn_statistics_changed"] and bn["bn_trainables_unchanged"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_reproduce_on_two_devices_gives_the_one_device_result(backend, tmp_path):
+    """``python -m laperm.reproduce --devices 2``: F1 (no BatchNorm) as on one device."""
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": backend,
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    results = {}
+    for devices in (1, 2):
+        out = tmp_path / f"d{devices}"
+        proc = subprocess.run(
+            [sys.executable, "-m", "laperm.reproduce", "f1", "--epochs", "2", "--train-fraction",
+             "0.1", "--devices", str(devices), "--out", str(out)],
+            env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        results[devices] = json.loads((out / "f1_laperm_s0_e2_f10" / "result.json").read_text())
+    assert results[1]["devices"] == 1 and results[2]["devices"] == 2
+    assert results[2]["config_hash"] == results[1]["config_hash"]  # devices are not the config
+    for key in ("test_accuracy_at_best_val", "final_test_accuracy", "best_epoch"):
+        assert results[2][key] == pytest.approx(results[1][key], abs=2e-4), key
+
+
+def test_more_devices_than_there_are_is_one_clear_error():
+    from laperm.devices import DevicesError, data_parallel
+
+    with pytest.raises(DevicesError, match="64 devices asked for"):
+        with data_parallel(64):
+            pass
+    with pytest.raises(DevicesError, match="positive whole number"):
+        with data_parallel(0):
+            pass
+    with data_parallel(None) as strategy:
+        assert strategy is None
