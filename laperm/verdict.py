@@ -115,10 +115,7 @@ def verdict_table(records: pd.DataFrame, crosscheck: dict | None = None) -> pd.D
     from laperm.records import paper_coverage
 
     coverage = paper_coverage(records)
-    n_test = {}
-    if len(records):
-        for exp, g in records.groupby("experiment"):
-            n_test[exp] = g["n_test"].max()
+    n_test = records.groupby("experiment")["n_test"].max().to_dict() if len(records) else {}
     authors = _authors_side(crosscheck)
     rows = []
     for _, row in coverage.iterrows():

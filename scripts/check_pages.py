@@ -141,24 +141,25 @@ def dump_dom(chromium: str, page: Path, user_data: Path, timeout: float,
     return proc.stdout
 
 
-def _page_height(dom: str) -> int:
-    """A screenshot height for the whole page: estimated from the DOM's length."""
-    match = re.search(r'<pre id="laperm-layout"[^>]*>(.*?)</pre>', dom, re.S)
-    if match:
-        import html as html_module
+def measurements(dom: str) -> dict | None:
+    """What :data:`LAYOUT_SCRIPT` wrote into the DOM (None: it never ran)."""
+    import html as html_module
 
-        return min(16000, max(1000, json.loads(html_module.unescape(match.group(1))).get("height", 1000)))
-    return 4000
+    match = re.search(r'<pre id="laperm-layout"[^>]*>(.*?)</pre>', dom, re.S)
+    return json.loads(html_module.unescape(match.group(1))) if match else None
+
+
+def _page_height(dom: str) -> int:
+    """A screenshot height for the whole page: its measured height, within 1000-16000 px."""
+    m = measurements(dom)
+    return 4000 if m is None else min(16000, max(1000, m.get("height", 1000)))
 
 
 def layout_problems(dom: str) -> list[str]:
     """What :data:`LAYOUT_SCRIPT` measured, as problems (empty: the layout is fine)."""
-    import html as html_module
-
-    match = re.search(r'<pre id="laperm-layout"[^>]*>(.*?)</pre>', dom, re.S)
-    if not match:
+    m = measurements(dom)
+    if m is None:
         return ["the layout could not be measured (the page's load event never came)"]
-    m = json.loads(html_module.unescape(match.group(1)))
     problems = []
     if m["page"] > m["window"] + 2:
         problems.append(f"the page scrolls sideways ({m['page']} px wide in a {m['window']} px window)")

@@ -45,3 +45,29 @@ def reference_checkpoints(shared_dir: Path) -> Path:
     if not (path / "Conv7.h5").is_file():
         pytest.skip(f"authors' checkpoints not found in {path}")
     return path
+
+
+@pytest.fixture
+def interrupt_run(monkeypatch):
+    """``interrupt_run(config, out_dir, after_epoch, **run_kwargs)``: a run of
+    :func:`laperm.experiment.run` stopped by ``KeyboardInterrupt`` right after
+    epoch ``after_epoch`` (counted from 0) was recorded, as if killed there."""
+    from laperm import train
+    from laperm.experiment import run
+
+    def interrupt(config, out_dir, after_epoch, **run_kwargs):
+        original = train._EpochEnd.epoch_end
+
+        def stop(self, epoch, logs):
+            original(self, epoch, logs)
+            if epoch == after_epoch:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(train._EpochEnd, "epoch_end", stop)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run(config, out_dir, **run_kwargs)
+        finally:
+            monkeypatch.setattr(train._EpochEnd, "epoch_end", original)
+
+    return interrupt

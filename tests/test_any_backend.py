@@ -23,7 +23,6 @@ from keras import ops
 
 import laperm
 from laperm import ops as lops
-from laperm import train
 from laperm.experiment import paper_config, run
 
 BACKEND = keras.backend.backend()
@@ -122,20 +121,10 @@ def test_a_saved_model_loads_and_trains_on_in_a_new_process(tmp_path):
 
 
 def test_an_interrupted_tiny_experiment_resumes_to_the_uninterrupted_history(
-        tmp_path, data_dir, monkeypatch):
+        tmp_path, data_dir, interrupt_run):
     cfg = paper_config("f1", epochs=3, train_fraction=0.02, validation_size=500, sync_period=5)
     expected, _ = run(cfg, tmp_path / "a", data_dir=data_dir, progress=False)
-    original = train._EpochEnd.epoch_end
-
-    def stop_after_first(self, epoch, logs):
-        original(self, epoch, logs)
-        if epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train._EpochEnd, "epoch_end", stop_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "b", data_dir=data_dir, progress=False)
-    monkeypatch.setattr(train._EpochEnd, "epoch_end", original)
+    interrupt_run(cfg, tmp_path / "b", 0, data_dir=data_dir, progress=False)
     history, result = run(cfg, tmp_path / "b", data_dir=data_dir, progress=False)
     pd.testing.assert_frame_equal(history[MEASURED], expected[MEASURED])
     assert result["resumed_at_epochs"] == [1]
@@ -157,7 +146,7 @@ def small_mnist(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_resumed_augmented_run_with_dropout_is_reproducible(tmp_path, small_mnist, monkeypatch):
+def test_resumed_augmented_run_with_dropout_is_reproducible(tmp_path, small_mnist, interrupt_run):
     """Conv7: augmentation (the PyDataset pipeline) and dropout of epoch e
     depend on (seed, e) only, under this backend too (under torch, unseeded
     dropout draws from torch's generator: laperm seeds it per epoch)."""
@@ -165,17 +154,7 @@ def test_resumed_augmented_run_with_dropout_is_reproducible(tmp_path, small_mnis
     cfg = paper_config("conv7_k20", epochs=2, train_fraction=0.1, validation_size=500,
                        bn_batches=4)
     expected, _ = run(cfg, tmp_path / "a", data_dir=data_dir, progress=False)
-    original = train._EpochEnd.epoch_end
-
-    def stop_after_first(self, epoch, logs):
-        original(self, epoch, logs)
-        if epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train._EpochEnd, "epoch_end", stop_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "b", data_dir=data_dir, progress=False)
-    monkeypatch.setattr(train._EpochEnd, "epoch_end", original)
+    interrupt_run(cfg, tmp_path / "b", 0, data_dir=data_dir, progress=False)
     history, result = run(cfg, tmp_path / "b", data_dir=data_dir, progress=False)
     pd.testing.assert_frame_equal(history[MEASURED], expected[MEASURED])
     assert result["resumed_at_epochs"] == [1]

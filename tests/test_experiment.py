@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from laperm import experiment, train
+from laperm import experiment
 from laperm.experiment import ExperimentConfig, paper_config, run
 
 
@@ -105,19 +105,9 @@ def test_adam_baseline_runs(tmp_path, data_dir):
     assert (history["sync_count"] == 0).all()
 
 
-def test_an_interrupted_run_resumes_and_loses_nothing(tmp_path, data_dir, monkeypatch):
+def test_an_interrupted_run_resumes_and_loses_nothing(tmp_path, data_dir, interrupt_run):
     cfg = tiny(epochs=3)
-    original = train._EpochEnd.epoch_end
-
-    def interrupt_after_second(self, epoch, logs):
-        original(self, epoch, logs)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train._EpochEnd, "epoch_end", interrupt_after_second)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "run", data_dir=data_dir, progress=False)
-    monkeypatch.setattr(train._EpochEnd, "epoch_end", original)
+    interrupt_run(cfg, tmp_path / "run", 1, data_dir=data_dir, progress=False)
     assert not (tmp_path / "run" / "result.json").exists()
     checkpoint = keras.models.load_model(tmp_path / "run" / "checkpoint.keras")
     steps_two_epochs = int(ops.convert_to_numpy(checkpoint.optimizer.iterations))

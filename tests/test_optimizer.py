@@ -303,16 +303,21 @@ def _check_custom_loop_result(model, opt, w0):
             assert is_permutation_of(ops.convert_to_numpy(v.value), w), v.path
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.function custom loop")
-def test_custom_training_loop_under_tf_function():
-    import tensorflow as tf
-
+def _custom_loop_setup():
+    """A tiny model, its theta_0, data, a built LaPerm(SGD, k=3) and the loss of the custom loops."""
     model = tiny_model(bias_and_bn=False)
     w0 = snapshot(model)
     x, y = data()
     opt = laperm.LaPerm(keras.optimizers.SGD(0.5), sync_period=3)
     opt.build(model.trainable_variables)  # captures theta_0
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    return model, w0, x, y, opt, keras.losses.SparseCategoricalCrossentropy()
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.function custom loop")
+def test_custom_training_loop_under_tf_function():
+    import tensorflow as tf
+
+    model, w0, x, y, opt, loss_fn = _custom_loop_setup()
 
     @tf.function(jit_compile=True)
     def train_step(xb, yb):
@@ -331,12 +336,7 @@ def test_custom_training_loop_under_tf_function():
 def test_custom_training_loop_under_jax_jit():
     import jax
 
-    model = tiny_model(bias_and_bn=False)
-    w0 = snapshot(model)
-    x, y = data()
-    opt = laperm.LaPerm(keras.optimizers.SGD(0.5), sync_period=3)
-    opt.build(model.trainable_variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    model, w0, x, y, opt, loss_fn = _custom_loop_setup()
 
     @jax.jit
     def train_step(tv, ov, xb, yb):
@@ -362,12 +362,7 @@ def test_custom_training_loop_under_jax_jit():
 def test_custom_training_loop_with_torch_autograd():
     import torch
 
-    model = tiny_model(bias_and_bn=False)
-    w0 = snapshot(model)
-    x, y = data()
-    opt = laperm.LaPerm(keras.optimizers.SGD(0.5), sync_period=3)
-    opt.build(model.trainable_variables)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    model, w0, x, y, opt, loss_fn = _custom_loop_setup()
     for i in range(6):
         model.zero_grad()
         loss = loss_fn(y[8 * i: 8 * i + 8], model(x[8 * i: 8 * i + 8], training=True))

@@ -1,7 +1,8 @@
 """What the book's pages conclude: the verdict table and each page's findings.
 
-* :func:`committed_verdict` computes :func:`laperm.verdict.verdict_table` from
-  the committed records (``results/`` and ``results/crosscheck``), and
+* :func:`verdict_of` computes :func:`laperm.verdict.verdict_table` from
+  records and the committed cross-check record (:func:`committed_verdict`:
+  from the committed records), and
   :func:`show_verdict` renders it as an HTML table whose rows link to the page
   with the evidence;
 * :func:`show_findings` ends a page with "What this page found": a list of
@@ -35,19 +36,20 @@ def row_label(experiment: str) -> str:
     return row.model
 
 
-def committed_verdict(extra_records: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The verdict from the committed records (plus ``extra_records``, e.g. this build's)."""
-    from laperm import records as R
+def verdict_of(records: pd.DataFrame) -> pd.DataFrame:
+    """:func:`laperm.verdict.verdict_table` of ``records``, with the committed cross-check record."""
     from laperm.verdict import verdict_table
 
-    frames = [R.load_records(results_dir()).assign(source="committed")]
-    if extra_records is not None and len(extra_records):
-        frames.append(extra_records)
-    frames = [f for f in frames if len(f)]
-    records = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     path = results_dir() / "crosscheck" / "distribution.json"
     crosscheck = json.loads(path.read_text()) if path.is_file() else None
     return verdict_table(records, crosscheck)
+
+
+def committed_verdict() -> pd.DataFrame:
+    """The verdict from the committed records (``results/`` and ``results/crosscheck``)."""
+    from laperm import records as R
+
+    return verdict_of(R.load_records(results_dir()).assign(source="committed"))
 
 
 def verdict_html(table: pd.DataFrame) -> str:

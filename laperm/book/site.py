@@ -49,13 +49,14 @@ def filter_toc(node, keep):
     return node
 
 
-def _stage_executed(project: Project, section: str, target: Path) -> None:
+def _stage_executed(project: Project, section: str, target: Path,
+                    repository_url: str | None) -> None:
     """The executed notebook, with the page's current text where its code is unchanged."""
     import nbformat
 
     executed = nbformat.read(str(project.executed(section)), as_version=4)
     merged = with_outputs(read_page(project.page(section)), executed)
-    nb = with_colab_install(merged if merged is not None else executed, project.repository_url)
+    nb = with_colab_install(merged if merged is not None else executed, repository_url)
     nbformat.write(nb, str(target))
 
 
@@ -92,8 +93,9 @@ def stage(project: Project, echo=print) -> list[str]:
         shutil.rmtree(src)
     (src / "book").mkdir(parents=True)
     config = load_yaml(project.config_path) or {}
+    repository_url = project.repository_url
     (src / "_config.yml").write_text(
-        yaml.safe_dump(site_config(config, project.repository_url), sort_keys=False))
+        yaml.safe_dump(site_config(config, repository_url), sort_keys=False))
     sections = section_names(project)
     pages = {project.page(s).resolve() for s in sections}
     for path in project.book_dir.rglob("*"):
@@ -105,7 +107,7 @@ def stage(project: Project, echo=print) -> list[str]:
         shutil.copy2(path, src / "book" / rel)
     for section in sections:
         if project.executed(section).is_file():
-            _stage_executed(project, section, src / "book" / f"{section}.ipynb")
+            _stage_executed(project, section, src / "book" / f"{section}.ipynb", repository_url)
 
     def keep(entry: str) -> bool:
         entry = re.sub(r"\.(ipynb|md)$", "", entry)
