@@ -11,7 +11,7 @@ Modules: :mod:`laperm.optimizer` (the method), :mod:`laperm.models`,
 :mod:`laperm.profiles`, :mod:`laperm.viz`, :mod:`laperm.pretrained`.
 
 ``import laperm`` imports Keras and registers the Keras-serialisable classes
-(the optimizer and the sync-period schedules), so that
+(the optimizer, the sync-period schedules and the fused kernels), so that
 ``keras.models.load_model`` reads a model saved with a LaPerm optimizer in a
 new process.  The other modules and names are imported lazily, on first use
 (``laperm.pretrained.load(...)`` works right after ``import laperm``).
@@ -29,8 +29,9 @@ from laperm.backends import require_installed as _require_backend  # noqa: E402
 
 _require_backend()
 
-# Registration with Keras's serialisation happens at import time of these two
+# Registration with Keras's serialisation happens at import time of these
 # modules: import them eagerly (they only need Keras).
+from laperm.fused import FusedAdam, FusedBatchNormalization  # noqa: E402
 from laperm.optimizer import LaPerm, NonFiniteWeightsError, find_laperm  # noqa: E402
 from laperm.sync_schedules import PiecewiseSyncPeriod, SyncPeriodSchedule  # noqa: E402
 
@@ -46,14 +47,14 @@ _EXPORTS = {
 #: Submodules reachable as attributes of the package (imported on first use).
 _SUBMODULES = (
     "backends", "batchnorm", "book", "callbacks", "cli", "config", "data", "evaluation",
-    "experiment", "models", "ops", "optimizer", "paper", "pipeline", "presets", "pretrained",
-    "profiles", "project", "provenance", "pruning", "records", "reproduce", "runfiles",
+    "experiment", "fused", "models", "ops", "optimizer", "paper", "pipeline", "presets",
+    "pretrained", "profiles", "project", "provenance", "pruning", "records", "reproduce", "runfiles",
     "sync_schedules", "train", "viz",
 )
 
 __all__ = sorted(
-    [*_EXPORTS, "LaPerm", "NonFiniteWeightsError", "find_laperm", "PiecewiseSyncPeriod",
-     "SyncPeriodSchedule", "__version__"]
+    [*_EXPORTS, "FusedAdam", "FusedBatchNormalization", "LaPerm", "NonFiniteWeightsError",
+     "find_laperm", "PiecewiseSyncPeriod", "SyncPeriodSchedule", "__version__"]
 )
 
 

@@ -82,6 +82,10 @@ class ExperimentConfig:
         precision: ``"float32"`` (default), ``"mixed_bfloat16"`` or
             ``"mixed_float16"``: the Keras dtype policy of the run.  The
             variables, sorted theta_0 and the ranks stay float32.
+        kernels: ``"keras"`` (default: the Keras layers as they are) or
+            ``"fused"``: BatchNorm and Adam as TensorFlow's fused kernels,
+            the same math in fewer ops (:mod:`laperm.fused`; other backends
+            use the Keras layers either way).
         train_fraction: share of the remaining training set used (scale knob).
         seed: seeds weights, splits, pruning masks, shuffling, augmentation.
         notes: free text recorded with the result.
@@ -109,6 +113,7 @@ class ExperimentConfig:
     validation_size: int = 5000
     bn_batches: int = 200
     precision: str = "float32"
+    kernels: str = "keras"
     train_fraction: float = 1.0
     seed: int = 0
     notes: str = ""
@@ -131,6 +136,8 @@ class ExperimentConfig:
             raise ValueError(f"`bn_batches` must be an integer >= 0; received {self.bn_batches!r}.")
         if self.precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}.")
+        if self.kernels not in KERNELS:
+            raise ValueError(f"Unknown kernels {self.kernels!r}; valid: {', '.join(KERNELS)}.")
         from laperm.pruning import SHARED_MASKS
 
         if self.shared_mask not in SHARED_MASKS:
@@ -219,10 +226,15 @@ class ExperimentConfig:
 
 #: Fields added after the first committed records, with their defaults: at
 #: the default they are left out of :attr:`ExperimentConfig.hash`.
-_ADDED_LATER = {"shared_mask": "bernoulli", "bn_batches": 200, "precision": "float32"}
+_ADDED_LATER = {"shared_mask": "bernoulli", "bn_batches": 200, "precision": "float32",
+                "kernels": "keras"}
 
 #: Keras dtype policies a run may use (variables stay float32 in all of them).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+#: Kernel choices of a run: the Keras layers as they are, or TensorFlow's fused
+#: BatchNorm and Adam (:mod:`laperm.fused`).
+KERNELS = ("keras", "fused")
 
 
 def paper_config(name: str, **changes) -> ExperimentConfig:

@@ -102,6 +102,10 @@ def build_model(config: ExperimentConfig):
 
     keras.utils.set_random_seed(config.seed)
     model = models.get(config.model)
+    if config.kernels == "fused":
+        from laperm.fused import fuse_model
+
+        model = fuse_model(model)  # same theta_0, fused BatchNorm layers
     tables = {}
     if config.prune_keep is not None and config.prune_keep < 1:
         tables["pruning"] = pruning.random_prune(
@@ -118,12 +122,12 @@ def build_model(config: ExperimentConfig):
 
 
 def build_optimizer(config: ExperimentConfig):
-    """Adam, wrapped in LaPerm unless the config is the Adam baseline."""
-    import keras
-
+    """Adam (or :class:`laperm.fused.FusedAdam`), wrapped in LaPerm unless the config is the
+    Adam baseline."""
+    from laperm.fused import make_adam
     from laperm.optimizer import LaPerm
 
-    adam = keras.optimizers.Adam(config.learning_rate)
+    adam = make_adam(config.learning_rate, config.kernels)
     if config.optimizer == "adam":
         return adam
     return LaPerm(adam, sync_period=config.sync_period, skip_bias=config.skip_bias,
@@ -456,6 +460,7 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
         "final_test_accuracy_unsynced": final["test_unsynced"],
         "final_test_accuracy_recalibrated_bn_adam": adam_recalibrated,
         "precision": config.precision,
+        "kernels": config.kernels,
         "devices": devices,
         "best_epoch": best["best_epoch"],
         "best_val_accuracy": best["best_val_accuracy"],
@@ -539,7 +544,8 @@ def snapshot_partial(run_dir, dest_root, name_of) -> tuple[str, dict] | None:
         "test_accuracy_at_best_val": best["test_accuracy_at_best"],
         "best_test_accuracy_any_epoch": float(history["test_accuracy"].max()),
         "paper_accuracy": PAPER_ACCURACY.get(config.name),
-        "precision": config.precision, "wall_time_s": _wall_time(rows),
+        "precision": config.precision, "kernels": config.kernels,
+        "wall_time_s": _wall_time(rows),
         "resumed_at_epochs": resumed, "provenance": stored.get("provenance"),
         "init_tables": tables, **environment_info(),
     }

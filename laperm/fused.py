@@ -1,0 +1,165 @@
+"""Fused TensorFlow kernels for BatchNorm and Adam: the same math in fewer ops.
+
+A profile of one Conv2 training step under TensorFlow on a CPU (the op table
+of ``benchmarks/bench_cifar.py``) shows more time in element-wise ops than in
+the convolutions: Keras 3 writes BatchNormalization as separate mean,
+variance, subtract, multiply ... ops (each with its own gradient ops), and
+Adam as about ten element-wise passes over every variable.  This module swaps
+them for TensorFlow's fused kernels, which do the same arithmetic in one op
+each:
+
+* :class:`FusedBatchNormalization`: a ``keras.layers.BatchNormalization``
+  whose forward pass (training and inference) is ``FusedBatchNormV3`` (its
+  gradient ``FusedBatchNormGradV3``), with the Keras layer's semantics: the
+  moving variance is updated with the *biased* batch variance, as Keras 3
+  does (the fused op returns the Bessel-corrected one, which is undone).
+* :class:`FusedAdam`: a ``keras.optimizers.Adam`` whose update is one
+  ``ResourceApplyAdam`` per variable, the formula of Keras's Adam
+  (``lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)``).
+
+Both are numerically close to, not bit-identical with, the Keras layers
+(floating-point operations in another order: differences of about 1e-6).
+Outside TensorFlow, under a ``tf.distribute`` strategy (Adam only), with
+masks, renormalisation, synchronised statistics or AMSGrad, they fall back to
+the Keras implementation unchanged.  An experiment chooses them with
+``ExperimentConfig(kernels="fused")`` (:func:`fuse_model`,
+:func:`make_adam`); the default ``"keras"`` keeps the Keras layers, so that
+every stored record still describes the computation that made it.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from laperm.config import KERNELS
+
+__all__ = ["KERNELS", "FusedAdam", "FusedBatchNormalization", "fuse_model", "make_adam"]
+
+
+def _tensorflow():
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    return tf
+
+
+@keras.saving.register_keras_serializable(package="laperm")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` computed by TensorFlow's fused kernel.
+
+    Same weights, same config, same moving-statistics update (biased batch
+    variance, ``momentum``), same output up to float rounding.  The statistics
+    and the normalisation are computed in float32, also for bfloat16 and
+    float16 inputs (as the Keras layer does under mixed precision, without its
+    casts).  Channels must be the last axis; 2-D inputs
+    (after a Dense layer) are viewed as ``(N, 1, 1, C)``.
+    """
+
+    def _fusable(self, inputs, mask) -> bool:
+        rank = len(inputs.shape)
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        return (_tensorflow() is not None and mask is None and not self.renorm
+                and not self.synchronized and rank in (2, 4)
+                and self.axis % rank == rank - 1
+                and dtype in ("float32", "bfloat16", "float16"))
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        tf = _tensorflow()
+        # The kernel reads bfloat16/float16 inputs as they are and computes in float32
+        # (what the Keras layer does by casting them first), without the casts.
+        x = inputs
+        channels = x.shape[-1]
+        x4 = x if len(x.shape) == 4 else tf.reshape(x, [-1, 1, 1, channels])
+        gamma = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
+        beta = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
+        if training and self.trainable:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x4, gamma, beta, epsilon=self.epsilon, is_training=True)
+            n = tf.cast(tf.size(x4) // channels, "float32")
+            variance = variance * (n - 1.0) / tf.maximum(n, 1.0)  # back to the biased variance
+            self.moving_mean.assign(self.moving_mean * self.momentum
+                                    + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum
+                                        + variance * (1.0 - self.momentum))
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x4, gamma, beta, mean=tf.cast(self.moving_mean, "float32"),
+                variance=tf.cast(self.moving_variance, "float32"),
+                epsilon=self.epsilon, is_training=False)
+        if len(x.shape) != 4:
+            y = tf.reshape(y, tf.shape(x))
+        return tf.cast(y, self.compute_dtype)
+
+
+def _handle(variable):
+    """The resource handle of a Keras (or plain tf.Variable) variable."""
+    value = variable.value if isinstance(variable, keras.Variable) else variable
+    return value.handle
+
+
+@keras.saving.register_keras_serializable(package="laperm")
+class FusedAdam(keras.optimizers.Adam):
+    """``keras.optimizers.Adam`` with one ``ResourceApplyAdam`` per variable.
+
+    Same slots (``momentum``/``velocity``), same config, same update formula as
+    Keras's Adam; a ``keras.optimizers.Adam`` checkpoint's variables load into
+    it and back.  Falls back to Keras's update under another backend, inside a
+    ``tf.distribute`` strategy, with AMSGrad, or for sparse gradients.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        tf = _tensorflow()
+        if (tf is None or self.amsgrad or tf.distribute.has_strategy()
+                or isinstance(gradient, tf.IndexedSlices)):
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        local_step = tf.cast(self.iterations + 1, dtype)
+        beta_1 = tf.cast(self.beta_1, dtype)
+        beta_2 = tf.cast(self.beta_2, dtype)
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_handle(variable), m=_handle(self._momentums[index]),
+            v=_handle(self._velocities[index]),
+            beta1_power=tf.pow(beta_1, local_step), beta2_power=tf.pow(beta_2, local_step),
+            lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
+
+
+def _clone_layer(layer):
+    if type(layer) is keras.layers.BatchNormalization:
+        return FusedBatchNormalization.from_config(layer.get_config())
+    return layer.__class__.from_config(layer.get_config())
+
+
+def fuse_model(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` with every BatchNormalization layer fused, same weights.
+
+    Args:
+        model: a built functional or Sequential Keras model.
+
+    Returns:
+        ``model`` itself when it has no BatchNormalization layer; otherwise a
+        clone (``keras.models.clone_model``) holding the same weight values,
+        whose BatchNormalization layers are :class:`FusedBatchNormalization`.
+    """
+    if not any(type(layer) is keras.layers.BatchNormalization
+               for layer in model._flatten_layers(include_self=False)):
+        return model
+    fused = keras.models.clone_model(model, clone_function=_clone_layer)
+    fused.set_weights(model.get_weights())
+    return fused
+
+
+def make_adam(learning_rate, kernels: str = "keras"):
+    """Adam for an experiment: Keras's (``"keras"``) or :class:`FusedAdam` (``"fused"``).
+
+    Raises:
+        ValueError: ``kernels`` is not one of :data:`KERNELS`.
+    """
+    if kernels not in KERNELS:
+        raise ValueError(f"Unknown kernels {kernels!r}; valid: {', '.join(KERNELS)}.")
+    cls = FusedAdam if kernels == "fused" else keras.optimizers.Adam
+    return cls(learning_rate)
