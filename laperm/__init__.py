@@ -49,7 +49,7 @@ _SUBMODULES = (
     "backends", "batchnorm", "book", "callbacks", "cli", "config", "data", "evaluation",
     "experiment", "fused", "models", "ops", "optimizer", "paper", "pipeline", "presets",
     "pretrained", "profiles", "project", "provenance", "pruning", "records", "reproduce", "runfiles",
-    "sync_schedules", "train", "viz",
+    "speed", "sync_schedules", "train", "viz",
 )
 
 __all__ = sorted(

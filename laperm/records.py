@@ -34,7 +34,8 @@ def run_settings(result: dict) -> dict:
 
     Returns:
         ``{"experiment", "model", "optimizer", "k", "p", "seed", "scale",
-        "is_reduced", "epochs_run", "paper_epochs", "train_fraction"}``: ``k`` is
+        "is_reduced", "epochs_run", "paper_epochs", "train_fraction", "n_train",
+        "precision", "kernels"}``: ``k`` is
         the sync period (None for a plain-optimizer run), ``p`` the share of
         weights pruned at random (0.0 when unpruned, Section 5.4).
     """
@@ -54,6 +55,8 @@ def run_settings(result: dict) -> dict:
         "paper_epochs": scale["paper_epochs"],
         "train_fraction": scale["train_fraction"],
         "n_train": scale.get("n_train"),
+        "precision": cfg.get("precision", "float32"),
+        "kernels": cfg.get("kernels", "keras"),
     }
 
 

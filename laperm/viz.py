@@ -43,6 +43,7 @@ __all__ = [
     "plot_rank_heatmap",
     "plot_three_evaluations",
     "three_evaluations_table",
+    "plot_speedups",
     "settling_table",
     "plot_settling",
     "animate_reconnection",
@@ -971,6 +972,33 @@ def plot_three_evaluations(histories: dict[str, pd.DataFrame], width: float = 7.
     fig.tight_layout()
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)
+    return fig
+
+
+def plot_speedups(table: pd.DataFrame, target: float | None = None, width: float = 7.2):
+    """Training speed-up of each way over the reference, one group of bars per model.
+
+    Args:
+        table: :func:`laperm.speed.speed_table` (columns ``model``, ``way``,
+            ``x previous release``).
+        target: draw a dashed line at this speed-up (e.g. the 2x target).
+        width: figure width in inches.
+
+    Returns:
+        The Figure.
+    """
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(width, 3.4))
+    sns.barplot(data=table, x="model", y="x previous release", hue="way", ax=ax)
+    ax.axhline(1.0, color="0.3", lw=0.8)
+    if target is not None:
+        ax.axhline(target, color="C3", ls="--", lw=1, label=f"target {target:g}x")
+    ax.set_ylabel("speed-up over the\nprevious release")
+    ax.set_xlabel("")
+    fig.tight_layout()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=3, frameon=False,
+              fontsize="small")
     return fig
 
 

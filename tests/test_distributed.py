@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_laperm_on_two_devices(backend, tmp_path):
         pytest.skip(f"{backend} is not installed")
     result = _run(backend, tmp_path)
     assert result["devices"] == 2
-    for name in ("small_net", "conv2"):
+    for name in ("small_net", "conv2", "conv2_fused", "resnet20"):
         r = result[name]
         assert r["same_theta0"], name
         # every permuted variable is still a permutation of theta_0, on the replicas' weights
@@ -51,14 +52,17 @@ def test_laperm_on_two_devices(backend, tmp_path):
     # without BatchNorm, two devices train the same weights as one (float round-off only);
     # with it, each replica normalises its own half-batch (TensorFlow), so only the invariant holds
     assert result["small_net"]["max_weight_diff"] < 1e-5
-    bn = result["conv2"]
-    assert bn["bn_batches"] == 4 and bn["bn_statistics_changed"] and bn["bn_trainables_unchanged"]
+    for name in ("conv2", "conv2_fused", "resnet20"):  # the BatchNorm models
+        bn = result[name]
+        assert bn["bn_batches"] == 4 and bn["bn_statistics_changed"], name
+        assert bn["bn_trainables_unchanged"], name
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
 def test_reproduce_on_two_devices_gives_the_one_device_result(backend, tmp_path):
-    """``python -m laperm.reproduce --devices 2``: F1 (no BatchNorm) as on one device."""
+    """``python -m laperm.reproduce --devices 2``: F1 (no BatchNorm) as on one device, also
+    when the two-device run is killed after its first epoch and resumed by the same command."""
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": backend,
@@ -66,13 +70,26 @@ def test_reproduce_on_two_devices_gives_the_one_device_result(backend, tmp_path)
     results = {}
     for devices in (1, 2):
         out = tmp_path / f"d{devices}"
-        proc = subprocess.run(
-            [sys.executable, "-m", "laperm.reproduce", "f1", "--epochs", "2", "--train-fraction",
-             "0.1", "--devices", str(devices), "--out", str(out)],
-            env=env, capture_output=True, text=True, timeout=900)
+        command = [sys.executable, "-m", "laperm.reproduce", "f1", "--epochs", "3",
+                   "--train-fraction", "0.1", "--devices", str(devices), "--out", str(out)]
+        run_dir = out / "f1_laperm_s0_e3_f10"
+        if devices == 2:  # killed (SIGKILL) once its first epoch is on disk
+            first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 900
+            while first.poll() is None and time.monotonic() < deadline:
+                history = run_dir / "history.csv"
+                if history.exists() and len(history.read_text().splitlines()) >= 2:
+                    first.kill()
+                    break
+                time.sleep(0.05)
+            first.wait(timeout=60)
+            assert first.returncode != 0, "the run ended before it could be killed"
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-        results[devices] = json.loads((out / "f1_laperm_s0_e2_f10" / "result.json").read_text())
+        results[devices] = json.loads((run_dir / "result.json").read_text())
     assert results[1]["devices"] == 1 and results[2]["devices"] == 2
+    assert results[2]["resumed_at_epochs"] and not results[1]["resumed_at_epochs"]
     assert results[2]["config_hash"] == results[1]["config_hash"]  # devices are not the config
     for key in ("test_accuracy_at_best_val", "final_test_accuracy", "best_epoch"):
         assert results[2][key] == pytest.approx(results[1][key], abs=2e-4), key

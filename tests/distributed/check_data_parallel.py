@@ -6,8 +6,9 @@ Started in a fresh process by tests/test_distributed.py: the two devices must
 exist before the backend starts (TensorFlow: two logical CPU devices; JAX:
 ``XLA_FLAGS=--xla_force_host_platform_device_count=2``, set by the caller).
 
-For a model without BatchNorm (a small conv net) and for the paper's Conv2
-(with BatchNorm) it trains 9 steps at k = 3 on one device and on two, from the
+For a model without BatchNorm (a small conv net), for the paper's Conv2
+(with BatchNorm; also with the fused kernels of :mod:`laperm.fused`) and for
+ResNet20 (the paper's ResNet family, BatchNorm and shortcuts) it trains 9 steps at k = 3 on one device and on two, from the
 same theta_0 on the same batches, and reports: the weights' largest difference
 (without BatchNorm; with it each replica normalises its half of the batch, so
 the runs differ by design), whether every permuted variable is a permutation
@@ -35,6 +36,7 @@ import numpy as np  # noqa: E402
 import laperm  # noqa: E402
 from laperm import models, profiles  # noqa: E402
 from laperm.batchnorm import batchnorm_layers, recalibrate_batchnorm  # noqa: E402
+from laperm.fused import fuse_model, make_adam  # noqa: E402
 
 STEPS, BATCH, K = 9, 16, 3
 
@@ -66,13 +68,15 @@ def scope(parallel):
     return keras.name_scope("two")
 
 
-def train(build, shape, parallel):
+def train(build, shape, parallel, kernels="keras"):
     if backend == "jax":
         keras.distribution.set_distribution(None)
     keras.utils.set_random_seed(0)
     with scope(parallel):
         model = build()
-        opt = laperm.LaPerm(keras.optimizers.Adam(1e-3), sync_period=K)
+        if kernels == "fused":
+            model = fuse_model(model)
+        opt = laperm.LaPerm(make_adam(1e-3, kernels), sync_period=K)
         model.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
     theta0 = [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_variables]
     x, y = data(shape)
@@ -84,9 +88,9 @@ def numpy(v):
     return np.asarray(keras.ops.convert_to_numpy(v))
 
 
-def report(name, build, shape):
-    one, _, theta_one, _ = train(build, shape, parallel=False)
-    two, opt, theta0, (x, y) = train(build, shape, parallel=True)
+def report(name, build, shape, kernels="keras"):
+    one, _, theta_one, _ = train(build, shape, parallel=False, kernels=kernels)
+    two, opt, theta0, (x, y) = train(build, shape, parallel=True, kernels=kernels)
     permuted = {id(v) for v in opt.permuted_variables}
     out = {
         "same_theta0": all(np.array_equal(a, b) for a, b in zip(theta_one, theta0)),
@@ -121,5 +125,8 @@ def report(name, build, shape):
 
 results = {"devices": len(keras.distribution.list_devices("cpu")) if backend == "jax" else 2,
            "small_net": report("small_net", small_net, (12, 12, 3)),
-           "conv2": report("conv2", lambda: models.get("conv2"), (32, 32, 3))}
+           "conv2": report("conv2", lambda: models.get("conv2"), (32, 32, 3)),
+           "conv2_fused": report("conv2_fused", lambda: models.get("conv2"), (32, 32, 3),
+                                 kernels="fused"),
+           "resnet20": report("resnet20", lambda: models.get("resnet20"), (32, 32, 3))}
 print("RESULT " + json.dumps(results))
