@@ -16,7 +16,11 @@ share its noise:
   path (Keras's Adam, float32);
 * ``ours, fused``: the same with :class:`laperm.fused.FusedAdam` (one
   ``ResourceApplyAdam`` per variable; ``ExperimentConfig(kernels="fused")``);
-* ``ours, fused, bfloat16``: and the ``mixed_bfloat16`` dtype policy.
+* ``ours, fused, bfloat16``: and the ``mixed_bfloat16`` dtype policy;
+* ``ours, fused, bfloat16, steps_per_execution=k``: and Keras's
+  ``compile(steps_per_execution=k)`` (k steps per call of the compiled
+  function: the same steps, fewer Python round trips; not used by
+  ``laperm.experiment.run``, whose progress and checks are per step).
 
 The authors' code is loaded by :mod:`laperm.crosscheck` (from
 ``$LAPERM_AUTHORS_CODE`` or ``../shared/reference/authors-code``; tf-keras
@@ -61,7 +65,7 @@ def authors_side(code, x01, y, batch, k, our_batches=None):
     return one_round
 
 
-def our_side(x_u8, y, batch, k, kernels="keras", policy="float32"):
+def our_side(x_u8, y, batch, k, kernels="keras", policy="float32", steps_per_execution=1):
     """A function training one round with model.fit and laperm.LaPerm."""
     keras.utils.set_random_seed(0)
     keras.mixed_precision.set_global_policy(policy)
@@ -70,7 +74,7 @@ def our_side(x_u8, y, batch, k, kernels="keras", policy="float32"):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     model.compile(laperm.LaPerm(make_adam(1e-3, kernels), sync_period=k, skip_bias=False),
-                  "sparse_categorical_crossentropy")
+                  "sparse_categorical_crossentropy", steps_per_execution=steps_per_execution)
 
     def one_round(n_images):
         ds = data.make_dataset(x_u8[:n_images], y[:n_images], batch, preprocess="scale01",
@@ -106,8 +110,10 @@ def main():
         "ours, fused": our_side(x_u8, y, args.batch, args.k, "fused"),
         "ours, fused, bfloat16": our_side(x_u8, y, args.batch, args.k, "fused",
                                           "mixed_bfloat16"),
+        f"ours, fused, bfloat16, steps_per_execution={args.k}": our_side(
+            x_u8, y, args.batch, args.k, "fused", "mixed_bfloat16", steps_per_execution=args.k),
     }
-    warm = 10 * args.batch
+    warm = max(10, 2 * args.k) * args.batch  # traces the k-step function too
     for name, one_round in sides.items():  # trace and build
         one_round(warm)
     rates = {name: [] for name in sides}
