@@ -7,6 +7,8 @@ path (``before``, the reference), today's default, ``mixed_bfloat16``, the
 fused kernels of :mod:`laperm.fused`, and both.  It stores
 ``benchmarks/results/cifar_<backend>.json``; this module turns that record
 into tables and a label saying when, where and at which commit it was made.
+:func:`precision_check` reads the runs that test whether ``mixed_bfloat16``
+changes a result beyond the noise between seeds.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["SPEEDUP_TARGET", "WAY_NAMES", "load_cifar_benchmark", "speed_label",
+__all__ = ["SPEEDUP_TARGET", "WAY_NAMES", "load_cifar_benchmark", "precision_check", "speed_label",
            "speed_table", "speedup_summary"]
 
 #: The speed-up over the previous release that the CIFAR models' training was to reach.
@@ -86,3 +88,41 @@ def speed_label(payload: dict) -> str:
     return (f"benchmarks/bench_cifar.py, {env.get('date', '?')[:10]}, "
             f"{hardware_label(env.get('hardware'))}, {backend} "
             f"{versions.get(backend, '')}".rstrip() + f", commit {commit}")
+
+
+def precision_check(records: pd.DataFrame, experiment: str = "conv2", epochs: int = 10,
+                    metric: str = "test_accuracy_at_best_val") -> pd.DataFrame | None:
+    """Does ``mixed_bfloat16`` change the result? Runs of one experiment at both precisions.
+
+    Takes the LaPerm runs of ``experiment`` with ``epochs`` epochs and the fused kernels,
+    one row per precision: the seeds, the mean of ``metric`` and the spread between seeds.
+
+    Args:
+        records: :func:`laperm.records.load_records` (or ``load_sources``).
+        experiment: the paper experiment of the pair.
+        epochs: the runs' number of epochs.
+        metric: the accuracy compared.
+
+    Returns:
+        The table, with the difference of the means (points) and whether it is within the
+        seed spread (the larger range between seeds of the two precisions); None when
+        either precision has fewer than two seeds.
+    """
+    if records is None or not len(records) or "precision" not in records:
+        return None
+    runs = records[(records["experiment"] == experiment) & (records["optimizer"] == "laperm")
+                   & (records["epochs_run"] == epochs) & (records["kernels"] == "fused")
+                   & (records["train_fraction"] == 1.0)]
+    groups = {p: g.drop_duplicates("seed") for p, g in runs.groupby("precision")}
+    if not {"float32", "mixed_bfloat16"} <= set(groups) or min(
+            len(groups[p]) for p in ("float32", "mixed_bfloat16")) < 2:
+        return None
+    rows = [{"precision": p, "seeds": ", ".join(str(int(s)) for s in sorted(groups[p]["seed"])),
+             "mean": groups[p][metric].mean(),
+             "seed spread (points)": 100 * (groups[p][metric].max() - groups[p][metric].min())}
+            for p in ("float32", "mixed_bfloat16")]
+    table = pd.DataFrame(rows)
+    diff = 100 * (table["mean"].iloc[1] - table["mean"].iloc[0])
+    table["bfloat16 - float32 (points)"] = [None, diff]
+    table["within seed spread"] = [None, abs(diff) <= table["seed spread (points)"].max()]
+    return table

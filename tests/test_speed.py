@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -48,3 +50,25 @@ def test_missing_or_older_records_read_as_none(tmp_path):
     assert speed.load_cifar_benchmark(tmp_path) is None
     (folder / "cifar_tensorflow.json").write_text(json.dumps(_payload()))
     assert speed.load_cifar_benchmark(tmp_path)["rows"][0]["model"] == "conv2"
+
+
+def test_precision_check_compares_the_two_precisions_over_seeds():
+    import pandas as pd
+
+    def row(precision, seed, accuracy, **changes):
+        return {"experiment": "conv2", "optimizer": "laperm", "epochs_run": 10,
+                "kernels": "fused", "train_fraction": 1.0, "precision": precision, "seed": seed,
+                "test_accuracy_at_best_val": accuracy, **changes}
+
+    rows = [row("float32", 0, 0.60), row("float32", 1, 0.62), row("mixed_bfloat16", 0, 0.61),
+            row("mixed_bfloat16", 1, 0.64),
+            row("mixed_bfloat16", 2, 0.10, kernels="keras"),  # not part of the pair
+            row("float32", 2, 0.10, epochs_run=8)]
+    table = speed.precision_check(pd.DataFrame(rows))
+    assert list(table["seeds"]) == ["0, 1", "0, 1"]
+    assert table["bfloat16 - float32 (points)"].iloc[1] == pytest.approx(1.5)
+    assert table["seed spread (points)"].tolist() == pytest.approx([2.0, 3.0])
+    assert bool(table["within seed spread"].iloc[1])
+    far = pd.DataFrame(rows[:2] + [row("mixed_bfloat16", 0, 0.70), row("mixed_bfloat16", 1, 0.71)])
+    assert not bool(speed.precision_check(far)["within seed spread"].iloc[1])
+    assert speed.precision_check(pd.DataFrame(rows[:3])) is None  # one bfloat16 seed only
