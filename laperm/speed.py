@@ -65,15 +65,23 @@ def speed_table(payload: dict) -> pd.DataFrame:
 
 
 def speedup_summary(payload: dict) -> pd.DataFrame:
-    """Per model: the fastest way, its speed-up over ``before``, and whether it meets the target."""
+    """Per model: the fastest way, its speed-ups, and whether it meets the target.
+
+    The target is judged on the smaller of the two speed-ups (over the previous
+    release and over today's default path): the previous release's pipeline
+    has rounds of two speeds on this machine, so either reference alone can
+    flatter.
+    """
     rows = pd.DataFrame(payload["rows"])
     best = rows.loc[rows.groupby("model", sort=False)["images_per_s"].idxmax()]
+    worst_case = best[["ratio_to_before", "ratio_to_default"]].min(axis=1)
     return pd.DataFrame({
         "model": best["model"].to_numpy(),
         "fastest way": best["way"].map(lambda w: WAY_NAMES.get(w, w)).to_numpy(),
         "images/s": best["images_per_s"].to_numpy(),
         "x previous release": best["ratio_to_before"].to_numpy(),
-        f"meets {SPEEDUP_TARGET:g}x": (best["ratio_to_before"] >= SPEEDUP_TARGET).to_numpy(),
+        "x default": best["ratio_to_default"].to_numpy(),
+        f"meets {SPEEDUP_TARGET:g}x": (worst_case >= SPEEDUP_TARGET).to_numpy(),
     })
 
 

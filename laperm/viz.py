@@ -975,14 +975,17 @@ def plot_three_evaluations(histories: dict[str, pd.DataFrame], width: float = 7.
     return fig
 
 
-def plot_speedups(table: pd.DataFrame, target: float | None = None, width: float = 7.2):
-    """Training speed-up of each way over the reference, one group of bars per model.
+def plot_speedups(table: pd.DataFrame, target: float | None = None, width: float = 7.2,
+                  over: str = "x default"):
+    """Training speed-up of each way over a reference way, one group of bars per model.
 
     Args:
-        table: :func:`laperm.speed.speed_table` (columns ``model``, ``way``,
-            ``x previous release``).
+        table: :func:`laperm.speed.speed_table` (columns ``model``, ``way`` and
+            the speed-up column ``over``).
         target: draw a dashed line at this speed-up (e.g. the 2x target).
         width: figure width in inches.
+        over: the speed-up column: ``"x default"`` (today's default path) or
+            ``"x previous release"``.
 
     Returns:
         The Figure.
@@ -990,11 +993,12 @@ def plot_speedups(table: pd.DataFrame, target: float | None = None, width: float
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(width, 3.4))
-    sns.barplot(data=table, x="model", y="x previous release", hue="way", ax=ax)
+    sns.barplot(data=table, x="model", y=over, hue="way", ax=ax)
     ax.axhline(1.0, color="0.3", lw=0.8)
     if target is not None:
         ax.axhline(target, color="C3", ls="--", lw=1, label=f"target {target:g}x")
-    ax.set_ylabel("speed-up over the\nprevious release")
+    ax.set_ylabel("speed-up over the\n" + ("default path" if over == "x default"
+                                            else "previous release"))
     ax.set_xlabel("")
     fig.tight_layout()
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=3, frameon=False,

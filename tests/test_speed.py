@@ -31,7 +31,9 @@ def test_summary_names_the_fastest_way_and_the_target(tmp_path):
     assert list(summary["model"]) == ["conv2", "conv13"]
     assert list(summary["fastest way"]) == [speed.WAY_NAMES["fused_bfloat16"]] * 2
     assert list(summary["x previous release"]) == [820 / 400, 3.0]
-    assert list(summary["meets 2x"]) == [True, True]
+    assert list(summary["x default"]) == [820 / 420, 3.0]
+    # judged on the smaller speed-up: 1.95x over the default path misses 2x
+    assert list(summary["meets 2x"]) == [False, True]
     table = speed.speed_table(_payload())
     assert len(table) == 10 and set(table["way"]) == set(speed.WAY_NAMES.values())
     assert viz.plot_speedups(table, target=speed.SPEEDUP_TARGET) is not None
