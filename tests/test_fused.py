@@ -160,3 +160,39 @@ def test_an_experiment_with_fused_kernels_records_and_reloads_them(tmp_path, dat
     model = keras.models.load_model(tmp_path / "run" / "checkpoint.keras")
     assert {type(layer) for layer in _bn_layers(model)} == {fused.FusedBatchNormalization}
     assert type(laperm.find_laperm(model).inner_optimizer) is fused.FusedAdam
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_patch_conv_matches_keras_conv_and_its_gradients(size):
+    """2x2 and 1x1 outputs take the matrix product, 3x3 (9 positions) Keras's convolution."""
+    keras.utils.set_random_seed(4)
+    conv = keras.layers.Conv2D(5, 3, padding="same", activation="relu")
+    x = keras.ops.convert_to_tensor(
+        np.random.default_rng(4).normal(size=(6, size, size, 7)).astype("float32"))
+    expected = conv(x)
+    patch = fused.PatchConv2D.from_config(conv.get_config())
+    patch.build(x.shape)
+    patch.set_weights(conv.get_weights())
+    assert patch._patchable(x) == (size * size <= fused.PATCH_POSITIONS)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(patch(x)),
+                               keras.ops.convert_to_numpy(expected), atol=1e-5)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        grads = []
+        for layer in (conv, patch):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(layer(x) ** 2)
+            grads.append(tape.gradient(loss, [x, layer.kernel]))
+        for a, b in zip(*grads):
+            np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_fuse_model_takes_conv13s_small_layers_as_patch_products():
+    from laperm import models
+
+    model = fused.fuse_model(models.get("conv13"))
+    patched = [layer.name for layer in model.layers if isinstance(layer, fused.PatchConv2D)
+               and layer._patchable(layer.input)]
+    assert len(patched) == 3  # the three 2x2 layers; the others stay convolutions
