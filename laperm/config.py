@@ -83,9 +83,9 @@ class ExperimentConfig:
             ``"mixed_float16"``: the Keras dtype policy of the run.  The
             variables, sorted theta_0 and the ranks stay float32.
         kernels: ``"keras"`` (default: the Keras layers as they are) or
-            ``"fused"``: BatchNorm and Adam as TensorFlow's fused kernels,
-            the same math in fewer ops (:mod:`laperm.fused`; other backends
-            use the Keras layers either way).
+            ``"fused"``: BatchNorm, Adam and convolutions with tiny outputs as
+            TensorFlow's fused kernels, the same math in fewer ops
+            (:mod:`laperm.fused`; other backends use the Keras layers either way).
         train_fraction: share of the remaining training set used (scale knob).
         seed: seeds weights, splits, pruning masks, shuffling, augmentation.
         notes: free text recorded with the result.
@@ -233,7 +233,7 @@ _ADDED_LATER = {"shared_mask": "bernoulli", "bn_batches": 200, "precision": "flo
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 #: Kernel choices of a run: the Keras layers as they are, or TensorFlow's fused
-#: BatchNorm and Adam (:mod:`laperm.fused`).
+#: BatchNorm, Adam and small convolutions (:mod:`laperm.fused`).
 KERNELS = ("keras", "fused")
 
 

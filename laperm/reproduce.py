@@ -116,8 +116,9 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="Keras dtype policy (default float32; the variables stay float32)")
     parser.add_argument("--kernels", choices=KERNELS, default="keras",
-                        help="'fused': BatchNorm and Adam as TensorFlow's fused kernels (same "
-                             "math, fewer ops, faster on a CPU); default: the Keras layers")
+                        help="'fused': BatchNorm, Adam and small convolutions as TensorFlow's "
+                             "fused kernels (same math, fewer ops, faster on a CPU); default: "
+                             "the Keras layers")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder of the run folders (default: results/ of the checkout)")
     parser.add_argument("--export", action="store_true", help="export best weights to pretrained/")

@@ -105,7 +105,7 @@ def build_model(config: ExperimentConfig):
     if config.kernels == "fused":
         from laperm.fused import fuse_model
 
-        model = fuse_model(model)  # same theta_0, fused BatchNorm layers
+        model = fuse_model(model)  # same theta_0, the fused layers of laperm.fused
     tables = {}
     if config.prune_keep is not None and config.prune_keep < 1:
         tables["pruning"] = pruning.random_prune(
