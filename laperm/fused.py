@@ -91,10 +91,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 x4, gamma, beta, epsilon=self.epsilon, is_training=True)
             n = tf.cast(tf.size(x4) // channels, "float32")
             variance = variance * (n - 1.0) / tf.maximum(n, 1.0)  # back to the biased variance
-            self.moving_mean.assign(self.moving_mean * self.momentum
-                                    + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(self.moving_variance * self.momentum
-                                        + variance * (1.0 - self.momentum))
+            # momentum may be a variable (laperm.batchnorm's re-estimation sets one),
+            # read in the compute dtype under mixed precision: the update is float32
+            momentum = tf.cast(self.momentum, "float32")
+            for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                moving.assign(tf.cast(moving, "float32") * momentum + batch * (1.0 - momentum))
         else:
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(
                 x4, gamma, beta, mean=tf.cast(self.moving_mean, "float32"),

@@ -196,3 +196,23 @@ def test_fuse_model_takes_conv13s_small_layers_as_patch_products():
     patched = [layer.name for layer in model.layers if isinstance(layer, fused.PatchConv2D)
                and layer._patchable(layer.input)]
     assert len(patched) == 3  # the three 2x2 layers; the others stay convolutions
+
+
+def test_batchnorm_re_estimation_of_a_fused_model_under_mixed_bfloat16():
+    """The re-estimation sets momentum to a variable, read as bfloat16 under the policy."""
+    from laperm.batchnorm import recalibrate_batchnorm
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = fused.fuse_model(_bn_net())
+        x, _ = _images(64)
+        before = [keras.ops.convert_to_numpy(layer.moving_variance).copy()
+                  for layer in _bn_layers(model)]
+        assert recalibrate_batchnorm(model, x, batches=4, batch_size=16) == 4
+        after = [keras.ops.convert_to_numpy(layer.moving_variance) for layer in _bn_layers(model)]
+        assert all(not np.allclose(a, b) for a, b in zip(before, after))
+        assert {layer.moving_variance.dtype for layer in _bn_layers(model)} == {"float32"}
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
