@@ -73,13 +73,13 @@ def test_reproduce_on_two_devices_gives_the_one_device_result(backend, tmp_path)
         command = [sys.executable, "-m", "laperm.reproduce", "f1", "--epochs", "3",
                    "--train-fraction", "0.1", "--devices", str(devices), "--out", str(out)]
         run_dir = out / "f1_laperm_s0_e3_f10"
-        if devices == 2:  # killed (SIGKILL) once its first epoch is on disk
+        if devices == 2:  # killed (SIGKILL) once its first epoch's checkpoint is on disk
             first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + 900
             while first.poll() is None and time.monotonic() < deadline:
-                history = run_dir / "history.csv"
-                if history.exists() and len(history.read_text().splitlines()) >= 2:
+                # the checkpoint is the resume point, written after the epoch's history row
+                if (run_dir / "checkpoint.keras").exists():
                     first.kill()
                     break
                 time.sleep(0.05)
