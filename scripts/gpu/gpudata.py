@@ -45,7 +45,7 @@ from pathlib import Path
 MANIFEST = "manifest.json"
 FORMAT = "laperm-gpu-data/1"
 MIB = 1 << 20
-#: What one device call may send (the device README: tree + carried paths).
+#: What one device call may send (the lease's limit: tree + carried paths).
 CALL_LIMIT = 64 * MIB
 #: Kept free in every call: the tree grows while a session works (records, notes).
 DEFAULT_MARGIN = 2 * MIB

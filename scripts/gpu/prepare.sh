@@ -3,7 +3,7 @@
 # that fit the 64 MiB a device call may send.
 #   1. .whl/: the wheels the device has not (keras, namex, optree; cp312 manylinux x86_64),
 #      pinned to the versions in .venv-jax; each one's Requires-Dist is checked against the
-#      packages the device holds (KINDS.md).
+#      packages the device holds (the package list of the lent machine).
 #   2. .gpu-data/: CIFAR-10 (../shared/data/cifar10.npz or $LAPERM_DATA_DIR) losslessly
 #      re-compressed (xz) when that saves a call, cut into parts, with manifest.json (the
 #      sha256 of every part, the whole file, the .npz it gives back, its arrays, the wheels).
@@ -50,7 +50,7 @@ done
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 \
     -d .whl "keras==$KERAS_VERSION" "namex==$NAMEX_VERSION" "optree==$OPTREE_VERSION"
 
-# What the wheels need, against what the device holds (KINDS.md, "Python packages already there").
+# What the wheels need, against what the device holds (the package list of the lent machine).
 "$PY" - <<'EOF'
 import re, sys, zipfile
 from pathlib import Path
