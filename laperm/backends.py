@@ -166,6 +166,16 @@ def _seed_of(words: Sequence[int]) -> int:
     return int(np.random.SeedSequence([int(w) % 2**32 for w in words]).generate_state(1)[0])
 
 
+def seed_generator_states(model) -> list:
+    """The ``seed_generator_state`` variables of a model's random layers (dropout).
+
+    Keras does not save them with a model; the training loop and the BatchNorm
+    re-estimation set them from seeds of their own, so that the draws are a
+    function of those seeds in every process.
+    """
+    return [v for v in model.variables if v.name == "seed_generator_state"]
+
+
 def seed_global_generator(words: Sequence[int]) -> None:
     """Seed the backend's global generator from ``words`` (torch only; a no-op elsewhere).
 

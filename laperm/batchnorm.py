@@ -25,7 +25,7 @@ import contextlib
 import keras
 import numpy as np
 
-from laperm.backends import global_generator_seeded
+from laperm.backends import global_generator_seeded, seed_generator_states
 
 #: Default number of batches and batch size of the re-estimation.
 DEFAULT_BATCHES = 200
@@ -114,7 +114,7 @@ def recalibrate_batchnorm(model, images, batches: int = DEFAULT_BATCHES,
     # Dropout draws from the model's seed generators: seed them, and put their
     # states back afterwards, so that the estimate is a function of `seed` and
     # training after it draws what it would have drawn without it.
-    seed_states = [v for v in model.variables if v.name == "seed_generator_state"]
+    seed_states = seed_generator_states(model)
     saved_states = [keras.ops.convert_to_numpy(v.value).copy() for v in seed_states]
     for i, v in enumerate(seed_states):
         v.assign(np.array([int(seed) * 7919 + i, 1], dtype=saved_states[i].dtype))

@@ -62,13 +62,13 @@ def evaluate_three_ways(config, model, laperm, pipes, on_best=None) -> dict:
     laperm.check_finite_sync()
     out["test_unsynced"] = evaluate(model, pipes["test"])[1]
     with laperm.synchronised():
-        if not batchnorm_layers(model) or not config.bn_batches or pipes["bn_images"] is None:
+        if not batchnorm_layers(model) or not config.bn_batches:
             judge()
             return out
         out["val_stale_bn"] = evaluate(model, pipes["val"])[1]
         out["test_stale_bn"] = evaluate(model, pipes["test"])[1]
         t0 = time.perf_counter()
-        with recalibrated_batchnorm(model, pipes["bn_images"], batches=config.bn_batches,
+        with recalibrated_batchnorm(model, pipes["bn_images"](), batches=config.bn_batches,
                                     seed=config.seed):
             out["bn_seconds"] = time.perf_counter() - t0
             judge()

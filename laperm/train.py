@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from laperm import runfiles
-from laperm.backends import seed_global_generator
+from laperm.backends import seed_generator_states, seed_global_generator
 from laperm.config import ExperimentConfig, learning_rate_at
 from laperm.evaluation import (best_so_far, evaluate, evaluate_three_ways, evaluation_note,
                                laperm_of)
@@ -79,7 +80,8 @@ def prepare_data(config: ExperimentConfig, data_dir=None, first_epoch: int = 0,
         "n_test": int(len(x_test)),
         "test_note": splits["info"].test_note,
         "steps_per_epoch": int(math.ceil(len(x_tr) / config.batch_size)),
-        "bn_images": _bn_images(config, x_tr, pre),
+        # made on first use (only BatchNorm models need them), then kept
+        "bn_images": functools.cache(lambda: _bn_images(config, x_tr, pre)),
     }
 
 
@@ -152,7 +154,7 @@ def _seed_states(model, seed: int, epoch: int) -> None:
     torch, unseeded dropout draws from torch's global generator instead: see
     :func:`_seed_global_generator`.)
     """
-    for i, v in enumerate(v for v in model.variables if v.name == "seed_generator_state"):
+    for i, v in enumerate(seed_generator_states(model)):
         rng = np.random.default_rng([int(seed), int(epoch), i, 0x5EED])
         v.assign(np.array([rng.integers(0, 2**31 - 1), 0], dtype=v.dtype))
 
@@ -424,61 +426,75 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
     final = evaluate_three_ways(config, model, laperm, pipes)
     final_val, final_test = final["val"][1], final["test"][1]
     adam_recalibrated = None
-    if laperm is None and config.bn_batches and pipes["bn_images"] is not None:
+    if laperm is None and config.bn_batches:
         from laperm.batchnorm import batchnorm_layers, recalibrated_batchnorm
 
         if batchnorm_layers(model):  # to show that re-estimation changes nothing for Adam
-            with recalibrated_batchnorm(model, pipes["bn_images"], batches=config.bn_batches,
+            with recalibrated_batchnorm(model, pipes["bn_images"](), batches=config.bn_batches,
                                         seed=config.seed):
                 adam_recalibrated = evaluate(model, pipes["test"])[1]
     if files is not None and best["best_epoch"] is not None:
         candidate = files.best_candidates().get(best["best_epoch"])
         if candidate is not None:
             os.replace(candidate, files.best_weights)
-    best_by_test = history.loc[history["test_accuracy"].idxmax()] if len(history) else None
-    result: dict[str, Any] = {
+    result = _result_record(
+        config, rows, is_reduced=not config.is_paper_scale,
+        counts={k: pipes[k] for k in ("n_train", "n_val", "n_test")}, test_note=pipes["test_note"],
+        final={"final_val_accuracy": final_val, "final_test_accuracy": final_test,
+               "final_test_accuracy_stale_bn": final["test_stale_bn"],
+               "final_test_accuracy_unsynced": final["test_unsynced"],
+               "final_test_accuracy_recalibrated_bn_adam": adam_recalibrated},
+        provenance=provenance, tables=tables, resumed_at=resumed_at,
+        extra={"evaluation": evaluation_note(config, model, laperm is not None),
+               "devices": devices,
+               "data_order": "epoch e's batches, augmentation and dropout are functions of "
+                             "(seed, e)"})
+    if files is not None:
+        runfiles.atomic_write_text(files.result, json.dumps(result, indent=1, default=runfiles.json_default))
+    return history, result
+
+
+def _result_record(config, rows, *, is_reduced, counts, test_note, final, provenance, tables,
+                   resumed_at, extra) -> dict[str, Any]:
+    """The ``result.json`` of a run: its config, scale, evaluations and provenance.
+
+    One builder for a finished run (:func:`run`) and for the reduced record of a
+    run in progress (:func:`snapshot_partial`), so that both carry the same
+    fields.  ``final`` holds the last evaluation's numbers, ``extra`` what only
+    one of the two knows.
+    """
+    best = best_so_far(rows)
+    tests = [float(r["test_accuracy"]) for r in rows if r.get("test_accuracy") == r.get("test_accuracy")]
+    return {
         "name": config.name,
         "config": config.to_dict(),
         "config_hash": config.hash,
         "optimizer": config.optimizer,
         "scale": {
             "label": config.scale_label,
-            "is_reduced": not config.is_paper_scale,
+            "is_reduced": bool(is_reduced),
             "epochs_run": len(rows),
             "paper_epochs": config.paper_epochs,
             "train_fraction": config.train_fraction,
-            "n_train": pipes["n_train"],
-            "n_val": pipes["n_val"],
-            "n_test": pipes["n_test"],
+            **counts,
         },
-        "test_set": pipes["test_note"],
-        "evaluated_on_synchronised_weights": laperm is not None,
-        "evaluation": evaluation_note(config, model, laperm is not None),
-        "final_val_accuracy": final_val,
-        "final_test_accuracy": final_test,
-        "final_test_accuracy_stale_bn": final["test_stale_bn"],
-        "final_test_accuracy_unsynced": final["test_unsynced"],
-        "final_test_accuracy_recalibrated_bn_adam": adam_recalibrated,
+        "test_set": test_note,
+        "evaluated_on_synchronised_weights": config.optimizer == "laperm",
+        **final,
         "precision": config.precision,
         "kernels": config.kernels,
-        "devices": devices,
         "best_epoch": best["best_epoch"],
         "best_val_accuracy": best["best_val_accuracy"],
         "test_accuracy_at_best_val": best["test_accuracy_at_best"],
-        "best_test_accuracy_any_epoch": (
-            float(best_by_test["test_accuracy"]) if best_by_test is not None else None
-        ),
+        "best_test_accuracy_any_epoch": max(tests) if tests else None,
         "paper_accuracy": PAPER_ACCURACY.get(config.name),
         "wall_time_s": _wall_time(rows),
         "resumed_at_epochs": resumed_at,
-        "data_order": "epoch e's batches, augmentation and dropout are functions of (seed, e)",
         "provenance": provenance,
         "init_tables": tables,
+        **extra,
         **environment_info(),
     }
-    if files is not None:
-        runfiles.atomic_write_text(files.result, json.dumps(result, indent=1, default=runfiles.json_default))
-    return history, result
 
 
 def snapshot_partial(run_dir, dest_root, name_of) -> tuple[str, dict] | None:
@@ -509,7 +525,6 @@ def snapshot_partial(run_dir, dest_root, name_of) -> tuple[str, dict] | None:
         return None
     stored = json.loads(files.config.read_text())
     config = ExperimentConfig.from_dict(stored["config"]).replace(epochs=len(rows))
-    best = best_so_far(rows)
     last = rows[-1]
     history = pd.DataFrame(rows)
     tables = json.loads(files.init_tables.read_text()) if files.init_tables.exists() else {}
@@ -526,29 +541,15 @@ def snapshot_partial(run_dir, dest_root, name_of) -> tuple[str, dict] | None:
         full = FULL_TEST_SIZE[config.dataset]
         test_note = (f"{n_test} exact test images (the first {n_test} of the official {full})"
                      if n_test < full else f"the full {config.dataset} test set ({n_test} images)")
-    result = {
-        "name": config.name, "config": config.to_dict(), "config_hash": config.hash,
-        "optimizer": config.optimizer,
-        "scale": {"label": config.scale_label, "is_reduced": True, "epochs_run": len(rows),
-                  "paper_epochs": config.paper_epochs, "train_fraction": config.train_fraction,
-                  **counts},
-        "test_set": test_note,
-        "snapshot_of": f"{Path(run_dir).name} (in progress, {len(rows)} of "
-                       f"{config.paper_epochs} epochs)",
-        "evaluated_on_synchronised_weights": config.optimizer == "laperm",
-        "final_val_accuracy": float(last["val_accuracy"]),
-        "final_test_accuracy": float(last["test_accuracy"]),
-        "final_test_accuracy_stale_bn": float(last.get("test_accuracy_stale_bn", np.nan)),
-        "final_test_accuracy_unsynced": float(last.get("test_accuracy_unsynced", np.nan)),
-        "best_epoch": best["best_epoch"], "best_val_accuracy": best["best_val_accuracy"],
-        "test_accuracy_at_best_val": best["test_accuracy_at_best"],
-        "best_test_accuracy_any_epoch": float(history["test_accuracy"].max()),
-        "paper_accuracy": PAPER_ACCURACY.get(config.name),
-        "precision": config.precision, "kernels": config.kernels,
-        "wall_time_s": _wall_time(rows),
-        "resumed_at_epochs": resumed, "provenance": stored.get("provenance"),
-        "init_tables": tables, **environment_info(),
-    }
+    result = _result_record(
+        config, rows, is_reduced=True, counts=counts, test_note=test_note,
+        final={"final_val_accuracy": float(last["val_accuracy"]),
+               "final_test_accuracy": float(last["test_accuracy"]),
+               "final_test_accuracy_stale_bn": float(last.get("test_accuracy_stale_bn", np.nan)),
+               "final_test_accuracy_unsynced": float(last.get("test_accuracy_unsynced", np.nan))},
+        provenance=stored.get("provenance"), tables=tables, resumed_at=resumed,
+        extra={"snapshot_of": f"{Path(run_dir).name} (in progress, {len(rows)} of "
+                              f"{config.paper_epochs} epochs)"})
     name = name_of(config)
     source = f"{Path(run_dir).name} (in progress"
     for old in Path(dest_root).glob("*/result.json"):  # earlier snapshots of the same run

@@ -64,3 +64,21 @@ def test_constant_columns_become_the_caption():
     assert caption == "optimizer: Adam; k: 20"
     one_row, caption = split_constant_columns(df.iloc[:1])
     assert list(one_row.columns) == list(df.columns) and caption == ""
+
+
+def test_long_run_names_may_break_after_underscores(monkeypatch):
+    """A table of many runs must fit the page: its run names get break points."""
+    import pandas as pd
+    from IPython import display as ipd
+
+    from laperm.book.page import show_table
+
+    shown = []
+    monkeypatch.setattr(ipd, "display", lambda obj: shown.append(obj))
+    df = pd.DataFrame({"optimizer": ["Adam", "LaPerm"], "test acc at best val": [0.7, 0.8]},
+                      index=pd.Index(["conv2_adam_s0_e65", "conv2_<x>_s1"], name="run"))
+    show_table(df)
+    html = shown[0].to_html()
+    assert "conv2_<wbr>adam_<wbr>s0_<wbr>e65" in html
+    assert "conv2_<wbr>&lt;x&gt;_<wbr>s1" in html  # the names themselves are escaped
+    assert "70.00%" in html

@@ -309,6 +309,8 @@ def show_table(df) -> None:
     Columns with the same value in every row become the caption; the step
     count is left out (the scale says how long each run was).
     """
+    import html
+
     from IPython.display import display
 
     df = df.drop(columns=[c for c in ("steps",) if c in df.columns])
@@ -316,6 +318,10 @@ def show_table(df) -> None:
         df = df.assign(optimizer=df["optimizer"].replace({"LaPerm (inner Adam)": "LaPerm"}))
     df, caption = split_constant_columns(df)
     style = df.style.format({k: v for k, v in _FORMATS.items() if k in df.columns}, na_rep="—")
+    # Run names are long and have no spaces: let the browser break them after
+    # an underscore, so that a table of many runs fits the page's column.
+    style = style.format_index(lambda name: html.escape(str(name)).replace("_", "_<wbr>"),
+                               axis=0)
     if caption:
         style = style.set_caption(f"All rows: {caption}.")
     display(style)
