@@ -3,7 +3,8 @@
 ``pretrained/manifest.json`` lists, for every file: the model, the experiment
 config and its hash, k, p, seed, epochs run of planned, validation and test
 accuracy (measured on synchronised weights for LaPerm), wall time, hardware,
-date, commit and the file's sha256.  :func:`load` refuses a file whose sha256
+date, commit, the file's sha256 and its stored dtype (float32 as trained,
+or a float16 copy for the large CIFAR-10 models, scored again as stored).  :func:`load` refuses a file whose sha256
 does not match the manifest.
 
 Where weights are read from (:func:`weights_dir`): an explicit ``directory``,
@@ -173,7 +174,52 @@ def load(name: str, directory=None):
     return model, meta
 
 
-def export(run_dir, name: str, directory=None) -> dict:
+#: How :func:`export` can store weights: as trained, or rounded to half precision.
+EXPORT_DTYPES = ("float32", "float16")
+
+
+def _to_float16(source: Path, target: Path) -> None:
+    """Copy a Keras ``.weights.h5`` with every float32 array stored as float16.
+
+    Keras reads such a file into float32 variables (it casts on assignment),
+    so the copy loads like the original, with every value rounded to the
+    nearest float16: half the bytes.
+    """
+    import h5py
+    import numpy as np
+
+    with h5py.File(source, "r") as src, h5py.File(target, "w") as dst:
+        dst.attrs.update(src.attrs)
+
+        def copy(name, item):
+            if isinstance(item, h5py.Group):
+                dst.require_group(name).attrs.update(item.attrs)
+                return
+            data = item[()]
+            if getattr(data, "dtype", None) == np.float32:
+                data = data.astype(np.float16)
+            dst.create_dataset(name, data=data).attrs.update(item.attrs)
+
+        src.visititems(copy)
+
+
+def score(model, config, data_dir=None) -> tuple[float, float]:
+    """Validation and test accuracy of a model on its config's splits.
+
+    The splits and preprocessing of :func:`laperm.experiment.prepare_data`
+    (the ones the run was judged on); no BatchNorm re-estimation: the stored
+    statistics are used as they are.
+    """
+    from laperm.evaluation import evaluate
+    from laperm.experiment import prepare_data
+
+    pipes = prepare_data(config, data_dir)
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return evaluate(model, pipes["val"])[1], evaluate(model, pipes["test"])[1]
+
+
+def export(run_dir, name: str, directory=None, *, dtype: str = "float32",
+           data_dir=None) -> dict:
     """Add a finished run's best (synchronised) weights to ``pretrained/``.
 
     Args:
@@ -181,14 +227,31 @@ def export(run_dir, name: str, directory=None) -> dict:
             ``result.json`` and ``best.weights.h5``.
         name: the name to store it under.
         directory: target folder (default: the checkout's ``pretrained/``).
+        dtype: ``"float32"`` stores the weights as trained.  ``"float16"``
+            stores a copy with every value rounded to half precision, half
+            the size (for the large CIFAR-10 models). A LaPerm copy is then a
+            permutation of the rounded theta_0. The copy is scored again on the
+            run's validation and test splits. The manifest's ``val_accuracy`` /
+            ``test_accuracy`` are the copy's scores, and ``*_float32`` the run's.
+        data_dir: the data folder for that scoring (default: as
+            :func:`laperm.data.load`).
 
     Returns:
         The manifest entry.
 
     Raises:
+        ValueError: ``dtype`` is not one of :data:`EXPORT_DTYPES`.
+        FileNotFoundError: the run folder has no ``result.json`` or
+            ``best.weights.h5`` (the run is not finished).
         laperm.project.NoProjectError: no ``directory`` and no checkout here.
     """
+    if dtype not in EXPORT_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(EXPORT_DTYPES)}; received {dtype!r}.")
     run_dir = Path(run_dir)
+    for needed in ("result.json", "best.weights.h5"):
+        if not (run_dir / needed).is_file():
+            raise FileNotFoundError(
+                f"{run_dir} has no {needed}: only a finished run can be exported.")
     result = json.loads((run_dir / "result.json").read_text())
     target_dir = _export_dir(directory)
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -198,16 +261,30 @@ def export(run_dir, name: str, directory=None) -> dict:
     from laperm.experiment import ExperimentConfig, build_model
 
     cfg = result["config"]
-    model, _ = build_model(ExperimentConfig.from_dict(cfg))
+    config = ExperimentConfig.from_dict(cfg)
+    model, _ = build_model(config)
     model.load_weights(run_dir / "best.weights.h5")
     tmp = target_dir / f"{name}.tmp.weights.h5"
     model.save_weights(tmp)
+    scores = {"val_accuracy": result["best_val_accuracy"],
+              "test_accuracy": result["test_accuracy_at_best_val"]}
+    if dtype == "float16":
+        half = target_dir / f"{name}.tmp16.weights.h5"
+        _to_float16(tmp, half)
+        os.replace(half, tmp)
+        copy, _ = build_model(config)
+        copy.load_weights(tmp)
+        val, test = score(copy, config, data_dir)
+        scores = {"val_accuracy": val, "test_accuracy": test,
+                  "val_accuracy_float32": scores["val_accuracy"],
+                  "test_accuracy_float32": scores["test_accuracy"]}
     os.replace(tmp, target_dir / file)
     from laperm.records import run_settings
 
     settings = run_settings(result)
     entry = {
         "file": file,
+        "stored_dtype": dtype,
         "model": cfg["model"],
         "experiment": result["name"],
         "optimizer": result["optimizer"],
@@ -216,8 +293,7 @@ def export(run_dir, name: str, directory=None) -> dict:
         **{key: settings[key] for key in ("k", "p", "seed", "epochs_run", "scale")},
         "epochs_planned": settings["paper_epochs"],
         "best_epoch": result["best_epoch"],
-        "val_accuracy": result["best_val_accuracy"],
-        "test_accuracy": result["test_accuracy_at_best_val"],
+        **scores,
         "test_set": result["test_set"],
         "synchronised": result["evaluated_on_synchronised_weights"],
         "wall_time_s": result["wall_time_s"],

@@ -393,11 +393,13 @@ def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
     Returns:
         One row per experiment of ``PAPER_ACCURACY``, in the paper's order:
         ``experiment, paper, scale, source, seeds, laperm, laperm_sd, adam,
-        images_per_s, paper_scale_hours``.  The LaPerm run chosen is the one
+        adam_largest, adam_largest_scale, images_per_s, paper_scale_hours``.  The LaPerm run chosen is the one
         that saw the most training images (paper scale when there is one);
         ``adam`` is the mean of the Adam baselines at the same scale and
         source; ``laperm``/``adam`` are test accuracies at the best validation
-        epoch.  ``images_per_s`` is the training throughput measured by the
+        epoch.  ``adam_largest`` is the Adam run that saw the most training
+        images (mean over its seeds), at ``adam_largest_scale``, whatever the
+        LaPerm runs' scale.  ``images_per_s`` is the training throughput measured by the
         runs of the same model and hardware together (total training images
         over total wall time, evaluation included),
         and ``paper_scale_hours`` what one paper-scale run would take at that
@@ -413,7 +415,7 @@ def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
         ref = EXPERIMENTS[name]
         row = {"experiment": name, "paper": paper, "scale": None, "source": None, "seeds": 0,
                "laperm": np.nan, "laperm_sd": np.nan, "adam": np.nan,
-               "images_per_s": np.nan, "paper_scale_hours": np.nan}
+               "adam_largest": np.nan, "adam_largest_scale": None, "images_per_s": np.nan, "paper_scale_hours": np.nan}
         mine = df[df["experiment"] == name] if len(df) else df
         lap = mine[mine["optimizer"] == "laperm"] if len(mine) else mine
         if len(lap):
@@ -426,6 +428,13 @@ def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
                        laperm=same["test_accuracy_at_best_val"].mean(),
                        laperm_sd=same["test_accuracy_at_best_val"].std(),
                        adam=adam["test_accuracy_at_best_val"].mean() if len(adam) else np.nan)
+        adams = mine[mine["optimizer"] == "adam"] if len(mine) else mine
+        if len(adams):
+            largest = adams.loc[(adams["n_train"] * adams["epochs_run"]).idxmax()]
+            same = adams[(adams["scale"] == largest["scale"])
+                         & (adams["source"] == largest["source"])]
+            row.update(adam_largest=same["test_accuracy_at_best_val"].mean(),
+                       adam_largest_scale=largest["scale"])
         model = df[df["model"] == ref.model] if len(df) else df
         if len(model) and model["wall_time_s"].notna().any():
             # Images per second of all its runs together (long runs dominate,

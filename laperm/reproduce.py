@@ -11,7 +11,8 @@ interrupted run resumes from the same command, also in a later session).  The
 suffixes name a reduced run's epochs and share of the training set, so a
 reduced run and the paper-scale run of one experiment never share a folder.
 ``--export`` copies a finished run's best synchronised weights to
-``pretrained/`` with a manifest entry.
+``pretrained/`` with a manifest entry (``--export-dtype float16``: a half-size
+copy, scored again as stored).
 
 Exit codes: 0 every run finished; 2 a mistake to fix (a bad option value, an
 unknown experiment, missing or damaged data, a run folder holding another
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from laperm.config import KERNELS
 from laperm.experiment import EXPERIMENTS, PRECISIONS, paper_config, run
+from laperm.pretrained import EXPORT_DTYPES
 
 
 
@@ -122,6 +124,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="folder of the run folders (default: results/ of the checkout)")
     parser.add_argument("--export", action="store_true", help="export best weights to pretrained/")
+    parser.add_argument("--export-dtype", choices=EXPORT_DTYPES, default="float32",
+                        help="with --export: 'float16' stores a half-size copy, scored again "
+                             "(for the large CIFAR-10 models; default: float32, as trained)")
     parser.add_argument("--snapshot", action="store_true",
                         help="do not train: record each run in progress as a reduced run of "
                              "the epochs it has done (<name>_e<epochs>; the run goes on)")
@@ -190,7 +195,9 @@ def main(argv=None) -> int:
                 if args.export:
                     from laperm.pretrained import export
 
-                    export(out_dir, run_name(c))
+                    entry = export(out_dir, run_name(c), dtype=args.export_dtype)
+                    print(f"   exported to pretrained/{entry['file']} ({args.export_dtype}, "
+                          f"test {entry['test_accuracy']:.4f})", flush=True)
                 if checkpoint.exists():
                     checkpoint.unlink()  # finished: the result and best weights remain
     return 0

@@ -86,6 +86,10 @@ def _reason(row, stat: str, authors: dict) -> str:
             text = "no run yet"
         else:
             text = f"largest run: {row['scale'].removeprefix('reduced: ')}"
+        if row["adam"] != row["adam"] and row.get("adam_largest") == row.get("adam_largest"):
+            # no Adam run at the LaPerm run's scale: name Adam's largest one
+            text += (f"; Adam's largest run: {row['adam_largest']:.1%} at "
+                     f"{str(row['adam_largest_scale']).removeprefix('reduced: ')}")
         if row["paper_scale_hours"] == row["paper_scale_hours"]:
             text += f"; paper scale ≈ {row['paper_scale_hours']:.0f} h per run here"
         return text

@@ -71,14 +71,14 @@ def test_project_manifest_files_match():
     assert total < 25 * 2**20, f"pretrained/ holds {total / 2**20:.1f} MB"
 
 
-@pytest.mark.slow  # evaluates every committed MNIST model on the full test set
+@pytest.mark.slow  # evaluates every committed model on its test set
 def test_project_weights_score_what_the_manifest_says(data_dir):
-    """Each committed MNIST model re-scores its recorded test accuracy."""
+    """Each committed model re-scores its recorded test accuracy (float16 copies: as stored)."""
     from laperm.experiment import ExperimentConfig, prepare_data
 
-    entries = {n: m for n, m in pretrained.manifest().items() if m["config"]["dataset"] == "mnist"}
+    entries = pretrained.manifest()
     if not entries:
-        pytest.skip("no MNIST weights committed in pretrained/")
+        pytest.skip("no weights committed in pretrained/")
     for name, meta in sorted(entries.items()):
         model, _ = pretrained.load(name)
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -86,3 +86,36 @@ def test_project_weights_score_what_the_manifest_says(data_dir):
         test = prepare_data(cfg, data_dir)["test"]
         accuracy = model.evaluate(test, verbose=0)[1]
         assert accuracy == pytest.approx(meta["test_accuracy"], abs=2e-4), name
+
+
+def test_float16_copy_is_half_the_size_and_scored_as_stored(tmp_path, data_dir):
+    """A BatchNorm LaPerm model: the half-precision copy loads, re-scores its manifest
+    accuracy, and each kernel is a permutation of the rounded theta_0."""
+    from laperm.experiment import build_model
+
+    cfg = paper_config("conv2", epochs=1, train_fraction=0.005, validation_size=200,
+                       sync_period=2)
+    run(cfg, tmp_path / "run", data_dir=data_dir, progress=False)
+    store = tmp_path / "store"
+    full = pretrained.export(tmp_path / "run", "c32", directory=store)
+    half = pretrained.export(tmp_path / "run", "c16", directory=store, dtype="float16",
+                             data_dir=data_dir)
+    assert full["stored_dtype"] == "float32" and half["stored_dtype"] == "float16"
+    ratio = (store / half["file"]).stat().st_size / (store / full["file"]).stat().st_size
+    assert ratio < 0.55, ratio
+    assert half["test_accuracy_float32"] == full["test_accuracy"]
+    model, _ = pretrained.load("c16", directory=store)
+    val, test = pretrained.score(model, cfg, data_dir)
+    assert (val, test) == pytest.approx((half["val_accuracy"], half["test_accuracy"]), abs=1e-6)
+    theta0, _ = build_model(cfg)
+    for before, after in zip(theta0.weights, model.weights):
+        if "kernel" in before.path:
+            rounded = np.sort(np.asarray(before).astype(np.float16).astype(np.float32), axis=None)
+            np.testing.assert_array_equal(np.sort(np.asarray(after), axis=None), rounded)
+
+
+def test_export_refuses_a_bad_dtype_and_an_unfinished_run(tmp_path):
+    with pytest.raises(ValueError, match="float16"):
+        pretrained.export(tmp_path, "x", directory=tmp_path / "store", dtype="int8")
+    with pytest.raises(FileNotFoundError, match="only a finished run"):
+        pretrained.export(tmp_path, "x", directory=tmp_path / "store")

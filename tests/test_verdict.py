@@ -37,6 +37,8 @@ def test_verdict_table_from_records(tmp_path):
         ("f1_laperm_s1", f1.replace(seed=1), [(0.80, 0.80), (0.84, 0.83)]),
         ("f1_adam_s0", f1.adam_baseline(), [(0.92, 0.92)]),
         ("conv7_laperm_s0_e2", conv7.replace(epochs=2), [(0.98, 0.98), (0.99, 0.99)]),
+        ("conv7_adam_s0_e3", conv7.adam_baseline().replace(epochs=3),
+         [(0.97, 0.97), (0.985, 0.98), (0.98, 0.99)]),
     ])
     crosscheck = {"summary": [{"model": "f1", "side": "authors", "metric": "best_test_accuracy",
                                "mean": 0.823, "sd": 0.023, "seeds": {"0": 0.8, "1": 0.82}}]}
@@ -48,6 +50,10 @@ def test_verdict_table_from_records(tmp_path):
     assert "authors' own code: 82.3%" in f1_row["why"]
     assert t.loc["conv7", "status"] == verdict.NOT_TESTED  # 2 of 45 epochs is reduced
     assert "largest run: 2 of 45 epochs" in t.loc["conv7", "why"]
+    # no Adam run at LaPerm's scale: the row names Adam's largest run and its scale
+    assert t.loc["conv7", "adam"] != t.loc["conv7", "adam"]
+    assert "Adam's largest run: 98.0% at 3 of 45 epochs" in t.loc["conv7", "why"]
+    assert "Adam" not in t.loc["f1", "why"]
     assert t.loc["conv2", "why"].startswith("no run yet")
     assert t.loc["f1", "page"] == "05_5_weight_agnostic" and t.loc["conv7", "page"] == "05_1_conv7_mnist"
     assert verdict.counts(t) == {verdict.REPRODUCED: 0, verdict.NOT_REPRODUCED: 1,
