@@ -405,9 +405,11 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
     table["hardware"] = [hardware_label(r.get("hardware")) for r in results]
     table["date"] = [str(r.get("date", "?"))[:10] for r in results]
     show_table(table)
-    # Several seeds of one experiment: mean and standard deviation.
+    # Several seeds of one experiment: mean and standard deviation (never over
+    # different precisions: the run names carry a precision other than float32).
     table["experiment"] = [experiment_name(r["name"]) for r in results]
-    groups = table.groupby(["experiment", "optimizer", "scale"], sort=False)
+    table["precision"] = [r.get("precision") or "float32" for r in results]
+    groups = table.groupby(["experiment", "optimizer", "scale", "precision"], sort=False)
     if groups.size().max() > 1:
         summary = groups["test acc at best val"].agg(["count", "mean", "std"])
         summary.columns = ["seeds", "test acc at best val: mean", "sd"]
@@ -422,6 +424,8 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
                      f"{'LaPerm' if result['optimizer'] == 'laperm' else 'Adam'}")
             if result["scale"]["is_reduced"]:  # never average over different scales
                 label += f" ({result['scale']['label']})"
+            if (result.get("precision") or "float32") != "float32":  # nor precisions
+                label += f" [{result['precision']}]"
             curves.setdefault(label, []).append(history)
     if curves:
         import pandas as pd
