@@ -4,8 +4,8 @@
 config and its hash, k, p, seed, epochs run of planned, validation and test
 accuracy (measured on synchronised weights for LaPerm), wall time, hardware,
 date, commit, the file's sha256 and its stored dtype (float32 as trained,
-or a float16 copy for the large CIFAR-10 models, scored again as stored).  :func:`load` refuses a file whose sha256
-does not match the manifest.
+or a float16 copy for the large CIFAR-10 models, scored again as stored).
+:func:`load` refuses a file whose sha256 does not match the manifest.
 
 Where weights are read from (:func:`weights_dir`): an explicit ``directory``,
 else the ``pretrained/`` folder of the checkout you work in

@@ -393,17 +393,18 @@ def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
     Returns:
         One row per experiment of ``PAPER_ACCURACY``, in the paper's order:
         ``experiment, paper, scale, source, seeds, laperm, laperm_sd, adam,
-        adam_largest, adam_largest_scale, images_per_s, paper_scale_hours``.  The LaPerm run chosen is the one
-        that saw the most training images (paper scale when there is one);
-        ``adam`` is the mean of the Adam baselines at the same scale and
-        source; ``laperm``/``adam`` are test accuracies at the best validation
-        epoch.  ``adam_largest`` is the Adam run that saw the most training
-        images (mean over its seeds), at ``adam_largest_scale``, whatever the
-        LaPerm runs' scale.  ``images_per_s`` is the training throughput measured by the
-        runs of the same model and hardware together (total training images
-        over total wall time, evaluation included),
-        and ``paper_scale_hours`` what one paper-scale run would take at that
-        rate.  Experiments without a LaPerm record have NaN results.
+        adam_largest, adam_largest_scale, images_per_s, paper_scale_hours``.
+        The LaPerm run chosen is the one that saw the most training images
+        (paper scale when there is one); ``adam`` is the mean of the Adam
+        baselines at the same scale and source; ``laperm``/``adam`` are test
+        accuracies at the best validation epoch.  ``adam_largest`` is the Adam
+        run that saw the most training images (mean over its seeds), at
+        ``adam_largest_scale``, whatever the LaPerm runs' scale.
+        ``images_per_s`` is the training throughput measured by the runs of
+        the same model and hardware together (total training images over total
+        wall time, evaluation included), and ``paper_scale_hours`` what one
+        paper-scale run would take at that rate.  Experiments without a LaPerm
+        record have NaN results.
     """
     from laperm.experiment import EXPERIMENTS, PAPER_ACCURACY
 
@@ -415,7 +416,8 @@ def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
         ref = EXPERIMENTS[name]
         row = {"experiment": name, "paper": paper, "scale": None, "source": None, "seeds": 0,
                "laperm": np.nan, "laperm_sd": np.nan, "adam": np.nan,
-               "adam_largest": np.nan, "adam_largest_scale": None, "images_per_s": np.nan, "paper_scale_hours": np.nan}
+               "adam_largest": np.nan, "adam_largest_scale": None,
+               "images_per_s": np.nan, "paper_scale_hours": np.nan}
         mine = df[df["experiment"] == name] if len(df) else df
         lap = mine[mine["optimizer"] == "laperm"] if len(mine) else mine
         if len(lap):

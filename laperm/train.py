@@ -464,7 +464,8 @@ def _result_record(config, rows, *, is_reduced, counts, test_note, final, proven
     one of the two knows.
     """
     best = best_so_far(rows)
-    tests = [float(r["test_accuracy"]) for r in rows if r.get("test_accuracy") == r.get("test_accuracy")]
+    tests = [float(r["test_accuracy"]) for r in rows
+             if r.get("test_accuracy") == r.get("test_accuracy")]  # not NaN
     return {
         "name": config.name,
         "config": config.to_dict(),
