@@ -22,3 +22,21 @@ def test_unknown_experiment_lists_the_valid_ones(capsys):
         main(["conv99"])
     assert exc.value.code == 2
     assert "conv7_k20" in capsys.readouterr().err
+
+
+def test_export_of_a_finished_run_as_float16(tmp_path, data_dir, monkeypatch, capsys):
+    """``--export --export-dtype float16`` stores a half-size copy with its own score."""
+    from laperm import pretrained
+
+    store = tmp_path / "pretrained"
+    monkeypatch.setattr(pretrained, "_export_dir", lambda directory=None: store)
+    monkeypatch.setenv("LAPERM_DATA_DIR", str(data_dir))
+    args = ["f1", "--epochs", "1", "--train-fraction", "0.02", "--out", str(tmp_path / "runs"),
+            "--export", "--export-dtype", "float16"]
+    assert main(args) == 0
+    entry = pretrained.manifest(store)["f1_laperm_s0_e1_f2"]
+    assert entry["stored_dtype"] == "float16" and "test_accuracy_float32" in entry
+    assert "(float16, test " in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(args[:-1] + ["bfloat16"])  # not a stored dtype: argparse lists the valid ones
+    assert "float16" in capsys.readouterr().err
