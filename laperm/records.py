@@ -251,7 +251,7 @@ def measurement_checks(root) -> pd.DataFrame:
     unsynchronised weights.
 
     Columns (accuracies as fractions):
-        run, experiment, optimizer, scale, epochs: which run.
+        run, experiment, optimizer, k, seed, scale, precision, epochs: which run.
         test_at_best_val: test accuracy at the epoch chosen on validation
             (this project's rule).
         test_at_best_test: the best test accuracy over epochs (choosing the
@@ -282,7 +282,8 @@ def measurement_checks(root) -> pd.DataFrame:
         settings = run_settings(r)
         row = {
             "run": folder.name,
-            **{key: settings[key] for key in ("experiment", "optimizer", "k", "seed", "scale")},
+            **{key: settings[key]
+               for key in ("experiment", "optimizer", "k", "seed", "scale", "precision")},
             "epochs": len(h),
             "test_at_best_val": float(best_val_row["test_accuracy"]),
             "test_at_best_test": float(h["test_accuracy"].max()),

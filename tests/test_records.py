@@ -90,6 +90,7 @@ def test_hazard_table(runs_root):
     lp = h[h["optimizer"] == "laperm"]
     assert lp["mean_synced_minus_unsynced"].notna().all()
     assert lp["mean_synced_minus_unsynced"].to_numpy() == pytest.approx([-0.01, -0.01])
+    assert set(h["precision"]) == {"float32"}  # the page never averages over precisions
     hist = records.load_histories(runs_root)
     assert {"run", "optimizer", "test_accuracy_unsynced"} <= set(hist)
 
