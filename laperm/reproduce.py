@@ -137,6 +137,8 @@ def main(argv=None) -> int:
                              "without GPUs, CPU devices, for testing); the batch stays the "
                              "paper's global batch")
     args = parser.parse_args(argv)
+    if args.export_dtype != "float32" and not args.export:
+        parser.error("--export-dtype applies to exported weights: add --export")
     if args.devices and args.devices > 1:
         from laperm.devices import split_cpu
 

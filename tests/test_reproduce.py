@@ -40,3 +40,6 @@ def test_export_of_a_finished_run_as_float16(tmp_path, data_dir, monkeypatch, ca
     with pytest.raises(SystemExit):
         main(args[:-1] + ["bfloat16"])  # not a stored dtype: argparse lists the valid ones
     assert "float16" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["f1", "--export-dtype", "float16"])  # nothing to store: says what is missing
+    assert "add --export" in capsys.readouterr().err
