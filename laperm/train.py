@@ -179,6 +179,7 @@ class _EpochEnd:
         self.rows, self.progress = rows, progress
         self.best = best_so_far(rows)
         self.epoch = 0
+        self.steps_done = 0  # steps of this epoch so far
         self.t_epoch = time.perf_counter()
         self.t_start = time.perf_counter()
         self.wall_before = wall_before
@@ -201,7 +202,7 @@ class _EpochEnd:
         class Callback(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
                 _seed_states(outer.model, outer.config.seed, epoch)
-                outer.epoch = epoch
+                outer.epoch, outer.steps_done = epoch, 0
                 outer.t_epoch = time.perf_counter()
 
             def on_train_batch_begin(self, batch, logs=None):
@@ -209,8 +210,10 @@ class _EpochEnd:
                     _seed_global_generator(outer.config.seed, outer.epoch)
 
             def on_train_batch_end(self, batch, logs=None):
+                # called once per execution, with the index of its last step
                 if outer.progress is not None:
-                    outer.progress.update(1)
+                    outer.progress.update(batch + 1 - outer.steps_done)
+                outer.steps_done = batch + 1
 
             def on_epoch_end(self, epoch, logs=None):
                 outer.epoch_end(epoch, logs or {})
@@ -284,6 +287,7 @@ def run(
     progress: bool = True,
     allow_other_backend: bool = False,
     devices: int | None = None,
+    steps_per_execution: int = 1,
 ) -> tuple[pd.DataFrame, dict]:
     """Train one experiment and measure it honestly.
 
@@ -305,6 +309,12 @@ def run(
             (:func:`laperm.devices.data_parallel`; None: as Keras places it).
             The batch size stays the config's global batch; the result records
             the number of devices.
+        steps_per_execution: training steps per call of the compiled train
+            function (Keras's ``compile(steps_per_execution=...)``): fewer
+            host round trips, the same steps, so the same history.  It must
+            divide the steps of an epoch (an execution never crosses an epoch's
+            end, where the evaluation and checkpoint happen); TensorFlow and
+            JAX only.  Recorded in the result, outside the config hash.
 
     A run killed at any moment and started again gives the history of the
     uninterrupted run: the order and augmentation of epoch e and its dropout
@@ -319,15 +329,43 @@ def run(
         RunDirError: ``out_dir`` holds a run of a different config, made on
             other data, or (unless allowed) with another backend.
         laperm.data.DataNotFoundError, laperm.data.DataFormatError: the data.
+        StepsPerExecutionError: ``steps_per_execution`` is not a positive
+            integer, does not divide an epoch's steps, or the backend is torch.
     """
     from laperm.devices import data_parallel
 
+    _check_steps_per_execution(steps_per_execution)
+
     with _dtype_policy(config.precision), data_parallel(devices):
         return _run(config, out_dir, data_dir=data_dir, resume=resume, progress=progress,
-                    allow_other_backend=allow_other_backend, devices=devices or 1)
+                    allow_other_backend=allow_other_backend, devices=devices or 1,
+                    steps_per_execution=int(steps_per_execution))
 
 
-def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, devices=1):
+class StepsPerExecutionError(ValueError):
+    """A ``steps_per_execution`` that :func:`run` cannot use."""
+
+
+def _check_steps_per_execution(value, steps_per_epoch: int | None = None) -> None:
+    import keras
+
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise StepsPerExecutionError(
+            f"steps_per_execution must be a positive integer; received {value!r}.")
+    if value > 1 and keras.backend.backend() == "torch":
+        raise StepsPerExecutionError(
+            "steps_per_execution must be 1 under the torch backend (Keras runs one step "
+            "per call there); use TensorFlow or JAX for more.")
+    if steps_per_epoch is not None and steps_per_epoch % value:
+        divisors = [d for d in range(2, min(steps_per_epoch, 100) + 1) if steps_per_epoch % d == 0]
+        raise StepsPerExecutionError(
+            f"steps_per_execution={value} does not divide the {steps_per_epoch} steps of an "
+            "epoch, so an execution would run into the next epoch; choose one of "
+            f"{', '.join(map(str, divisors[:12])) or '1'}.")
+
+
+def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, devices=1,
+         steps_per_execution=1):
     import keras
 
     from laperm.callbacks import NonFiniteGuard
@@ -339,6 +377,7 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
     rows: list[dict] = []
     model, tables, done, resumed_at = None, None, 0, []
     steps_per_epoch = int(math.ceil(len(splits["train"][0]) / config.batch_size))
+    _check_steps_per_execution(steps_per_execution, steps_per_epoch)
     if files is not None:
         if files.config.exists():
             runfiles.check_reuse(files, json.loads(files.config.read_text()), config, provenance,
@@ -392,6 +431,10 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
+    # An execution detail, not part of the model: set on every start (a loaded
+    # checkpoint carries the value it was compiled with).
+    model.steps_per_execution = steps_per_execution
+    model.train_function = model.test_function = model.predict_function = None
     remaining = config.epochs - done
     bar = None
     if progress and remaining > 0:
@@ -447,6 +490,7 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
         provenance=provenance, tables=tables, resumed_at=resumed_at,
         extra={"evaluation": evaluation_note(config, model, laperm is not None),
                "devices": devices,
+               "steps_per_execution": steps_per_execution,
                "data_order": "epoch e's batches, augmentation and dropout are functions of "
                              "(seed, e)"})
     if files is not None:

@@ -22,4 +22,4 @@ export KERAS_BACKEND=torch
     -k "not test_core_under_backend" \
     tests/test_backends.py tests/test_ops.py tests/test_optimizer.py \
     tests/test_optimizer_safety.py tests/test_batchnorm.py tests/test_pipeline.py \
-    tests/test_experiment.py tests/test_any_backend.py "$@"
+    tests/test_experiment.py tests/test_any_backend.py tests/test_steps_per_execution.py "$@"
