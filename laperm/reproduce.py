@@ -125,9 +125,9 @@ def main(argv=None) -> int:
                              "the Keras layers")
     parser.add_argument("--steps-per-execution", type=_positive_int, default=1, metavar="N",
                         help="training steps per call of the compiled train function: the "
-                             "same steps with fewer host round trips (must divide an epoch's "
-                             "steps, e.g. 20 for the paper's CIFAR-10 and MNIST runs; "
-                             "default 1)")
+                             "same steps with fewer host round trips; it must divide an "
+                             "epoch's steps (20 does for Conv7 and the CIFAR-10 runs; a value "
+                             "that does not is told with the ones that do; default 1)")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder of the run folders (default: results/ of the checkout)")
     parser.add_argument("--export", action="store_true", help="export best weights to pretrained/")

@@ -53,6 +53,7 @@ def no_training(monkeypatch):
     ("--train-fraction", "0"), ("--train-fraction", "2"), ("--train-fraction", "-0.5"),
     ("--train-fraction", "nan"), ("--train-fraction", "half"),
     ("--seeds", "-1"), ("--seeds", "x"),
+    ("--steps-per-execution", "0"), ("--steps-per-execution", "2.5"),
 ])
 def test_reproduce_refuses_bad_numbers_before_training(option, value, no_training, tmp_path,
                                                        capsys):
@@ -85,6 +86,20 @@ def test_reproduce_passes_reduced_values_and_backend_flag(monkeypatch, tmp_path)
     assert reproduce.main(["f1", "--epochs", "1", "--allow-other-backend",
                            "--out", str(tmp_path)]) == 0
     assert calls[0][1] == {"allow_other_backend": True}
+    calls.clear()
+    assert reproduce.main(["f1", "--epochs", "1", "--steps-per-execution", "20",
+                           "--out", str(tmp_path)]) == 0
+    assert calls[0][1] == {"steps_per_execution": 20}
+
+
+def test_reproduce_tells_a_steps_per_execution_that_does_not_divide_an_epoch(tmp_path, capsys):
+    """F1 has 430 steps an epoch (batch 128): 7 does not divide them; the line lists divisors."""
+    code = reproduce.main(["f1", "--epochs", "1", "--steps-per-execution", "7",
+                           "--out", str(tmp_path)])
+    assert code == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "does not divide the 430 steps" in line and "2, 5, 10, 43, 86" in line
+    assert not any(tmp_path.iterdir())
 
 
 RUN_DIR_ERROR = getattr(experiment, "RunDirError", ValueError)
