@@ -118,7 +118,10 @@ def recalibrate_batchnorm(model, images, batches: int = DEFAULT_BATCHES,
     saved_states = [keras.ops.convert_to_numpy(v.value).copy() for v in seed_states]
     for i, v in enumerate(seed_states):
         v.assign(np.array([int(seed) * 7919 + i, 1], dtype=saved_states[i].dtype))
-    counter = keras.Variable(0.0, dtype="float32", trainable=False, name="bn_average_weight")
+    # autocast=False: under a mixed precision policy a layer would otherwise read
+    # the weight in bfloat16 (i / (i + 1) rounded, so not the exact mean).
+    counter = keras.Variable(0.0, dtype="float32", trainable=False, autocast=False,
+                             name="bn_average_weight")
     forward = _forward_fn(model)
     try:
         for layer in layers:

@@ -141,3 +141,28 @@ def test_too_little_data_and_bad_arguments_are_refused():
     unbuilt = keras.Sequential([keras.layers.Dense(4), keras.layers.BatchNormalization()])
     with pytest.raises(ValueError, match="built model"):
         recalibrate_batchnorm(unbuilt, x)
+
+
+@pytest.mark.parametrize("kernels", ["keras", "fused"])
+def test_the_exact_mean_under_mixed_bfloat16(kernels):
+    """Under the bfloat16 policy too: the averaging weight i / (i + 1) must stay float32
+    (read in bfloat16 it is rounded, and 200 batches get weights from 0.0035 to 0.0069)."""
+    from laperm.batchnorm import _batches
+    from laperm.fused import fuse_model
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        inputs = keras.Input((4,))
+        model = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
+        if kernels == "fused":
+            model = fuse_model(model)
+        # integers below 256 are exact in bfloat16: the layer sees the images as they are
+        x = np.random.default_rng(0).integers(0, 200, size=(10000, 4)).astype("float32")
+        assert recalibrate_batchnorm(model, x, batches=200, batch_size=50, seed=1) == 200
+        expected = np.mean([chunk.astype("float64").mean(axis=0)
+                            for chunk in _batches(x, 200, 50, 1)], axis=0)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(batchnorm_layers(model)[0].moving_mean), expected, rtol=1e-5)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

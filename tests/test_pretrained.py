@@ -103,7 +103,8 @@ def test_float16_copy_is_half_the_size_and_scored_as_stored(tmp_path, data_dir):
     assert full["stored_dtype"] == "float32" and half["stored_dtype"] == "float16"
     ratio = (store / half["file"]).stat().st_size / (store / full["file"]).stat().st_size
     assert ratio < 0.55, ratio
-    assert half["test_accuracy_float32"] == full["test_accuracy"]
+    assert half["test_accuracy_in_run"] == full["test_accuracy"]
+    assert "test_accuracy_in_run" not in full  # float32 weights of a float32 run: the run's
     model, _ = pretrained.load("c16", directory=store)
     val, test = pretrained.score(model, cfg, data_dir)
     assert (val, test) == pytest.approx((half["val_accuracy"], half["test_accuracy"]), abs=1e-6)
@@ -112,6 +113,20 @@ def test_float16_copy_is_half_the_size_and_scored_as_stored(tmp_path, data_dir):
         if "kernel" in before.path:
             rounded = np.sort(np.asarray(before).astype(np.float16).astype(np.float32), axis=None)
             np.testing.assert_array_equal(np.sort(np.asarray(after), axis=None), rounded)
+
+
+def test_weights_of_a_bfloat16_run_are_scored_as_loaded(tmp_path, data_dir):
+    """Trained under mixed_bfloat16, loaded in float32: the manifest says what load() gives."""
+    cfg = paper_config("conv2", epochs=1, train_fraction=0.005, validation_size=200,
+                       sync_period=2, precision="mixed_bfloat16")
+    run(cfg, tmp_path / "run", data_dir=data_dir, progress=False)
+    entry = pretrained.export(tmp_path / "run", "b", directory=tmp_path / "store",
+                              data_dir=data_dir)
+    assert entry["stored_dtype"] == "float32" and "test_accuracy_in_run" in entry
+    model, _ = pretrained.load("b", directory=tmp_path / "store")
+    assert model.weights[0].dtype == "float32"
+    assert pretrained.score(model, cfg, data_dir)[1] == pytest.approx(entry["test_accuracy"],
+                                                                      abs=1e-6)
 
 
 def test_export_refuses_a_bad_dtype_and_an_unfinished_run(tmp_path):

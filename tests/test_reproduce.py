@@ -35,7 +35,7 @@ def test_export_of_a_finished_run_as_float16(tmp_path, data_dir, monkeypatch, ca
             "--export", "--export-dtype", "float16"]
     assert main(args) == 0
     entry = pretrained.manifest(store)["f1_laperm_s0_e1_f2"]
-    assert entry["stored_dtype"] == "float16" and "test_accuracy_float32" in entry
+    assert entry["stored_dtype"] == "float16" and "test_accuracy_in_run" in entry
     assert "(float16, test " in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(args[:-1] + ["bfloat16"])  # not a stored dtype: argparse lists the valid ones
