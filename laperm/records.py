@@ -384,6 +384,13 @@ def results_table(runs: dict, paper_names: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("run")
 
 
+def _largest_run(runs: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+    """The run that saw the most training images, and the runs of its scale and source."""
+    largest = runs.loc[(runs["n_train"] * runs["epochs_run"]).idxmax()]
+    return largest, runs[(runs["scale"] == largest["scale"])
+                         & (runs["source"] == largest["source"])]
+
+
 def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
     """For every row of the paper's table: our largest LaPerm run beside its Adam baseline.
 
@@ -421,21 +428,16 @@ def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
                "images_per_s": np.nan, "paper_scale_hours": np.nan}
         mine = df[df["experiment"] == name] if len(df) else df
         lap = mine[mine["optimizer"] == "laperm"] if len(mine) else mine
+        adams = mine[mine["optimizer"] == "adam"] if len(mine) else mine
         if len(lap):
-            seen = lap["n_train"] * lap["epochs_run"]
-            best = lap.loc[seen.idxmax()]
-            same = lap[(lap["scale"] == best["scale"]) & (lap["source"] == best["source"])]
-            adam = mine[(mine["optimizer"] == "adam") & (mine["scale"] == best["scale"])
-                        & (mine["source"] == best["source"])]
+            best, same = _largest_run(lap)
+            adam = adams[(adams["scale"] == best["scale"]) & (adams["source"] == best["source"])]
             row.update(scale=best["scale"], source=best["source"], seeds=len(same),
                        laperm=same["test_accuracy_at_best_val"].mean(),
                        laperm_sd=same["test_accuracy_at_best_val"].std(),
                        adam=adam["test_accuracy_at_best_val"].mean() if len(adam) else np.nan)
-        adams = mine[mine["optimizer"] == "adam"] if len(mine) else mine
         if len(adams):
-            largest = adams.loc[(adams["n_train"] * adams["epochs_run"]).idxmax()]
-            same = adams[(adams["scale"] == largest["scale"])
-                         & (adams["source"] == largest["source"])]
+            largest, same = _largest_run(adams)
             row.update(adam_largest=same["test_accuracy_at_best_val"].mean(),
                        adam_largest_scale=largest["scale"])
         model = df[df["model"] == ref.model] if len(df) else df

@@ -60,7 +60,9 @@ def prepare_data(config: ExperimentConfig, data_dir=None, first_epoch: int = 0,
     (:func:`laperm.data.make_dataset`), so a resumed run sees the batches of
     the uninterrupted one.  The pipelines are ``tf.data`` datasets under the
     TensorFlow Keras backend and ``keras.utils.PyDataset`` s under any other
-    (no TensorFlow needed).
+    (no TensorFlow needed).  ``bn_images()`` returns the preprocessed training
+    images of the BatchNorm re-estimation (None when ``bn_batches`` is 0),
+    made on the first call.
     """
     from laperm import data
 

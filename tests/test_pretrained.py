@@ -74,17 +74,15 @@ def test_project_manifest_files_match():
 @pytest.mark.slow  # evaluates every committed model on its test set
 def test_project_weights_score_what_the_manifest_says(data_dir):
     """Each committed model re-scores its recorded test accuracy (float16 copies: as stored)."""
-    from laperm.experiment import ExperimentConfig, prepare_data
+    from laperm.experiment import ExperimentConfig
 
     entries = pretrained.manifest()
     if not entries:
         pytest.skip("no weights committed in pretrained/")
     for name, meta in sorted(entries.items()):
         model, _ = pretrained.load(name)
-        model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         cfg = ExperimentConfig.from_dict(meta["config"])
-        test = prepare_data(cfg, data_dir)["test"]
-        accuracy = model.evaluate(test, verbose=0)[1]
+        accuracy = pretrained.score(model, cfg, data_dir)[1]
         assert accuracy == pytest.approx(meta["test_accuracy"], abs=2e-4), name
 
 

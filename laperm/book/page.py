@@ -408,7 +408,7 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
     # Several seeds of one experiment: mean and standard deviation (never over
     # different precisions: the run names carry a precision other than float32).
     table["experiment"] = [experiment_name(r["name"]) for r in results]
-    table["precision"] = [r.get("precision") or "float32" for r in results]
+    table["precision"] = [records.run_settings(r)["precision"] for r in results]
     groups = table.groupby(["experiment", "optimizer", "scale", "precision"], sort=False)
     if groups.size().max() > 1:
         summary = groups["test acc at best val"].agg(["count", "mean", "std"])
@@ -424,8 +424,9 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
                      f"{'LaPerm' if result['optimizer'] == 'laperm' else 'Adam'}")
             if result["scale"]["is_reduced"]:  # never average over different scales
                 label += f" ({result['scale']['label']})"
-            if (result.get("precision") or "float32") != "float32":  # nor precisions
-                label += f" [{result['precision']}]"
+            precision = records.run_settings(result)["precision"]
+            if precision != "float32":  # nor over precisions
+                label += f" [{precision}]"
             curves.setdefault(label, []).append(history)
     if curves:
         import pandas as pd
