@@ -138,7 +138,12 @@ class ExperimentConfig:
             raise ValueError(f"Unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}.")
         if self.kernels not in KERNELS:
             raise ValueError(f"Unknown kernels {self.kernels!r}; valid: {', '.join(KERNELS)}.")
+        from laperm.data import PREPROCESSORS
         from laperm.pruning import SHARED_MASKS
+
+        if self.preprocessing not in PREPROCESSORS:
+            raise ValueError(f"Unknown preprocessing {self.preprocessing!r}; "
+                             f"valid: {', '.join(PREPROCESSORS)}.")
 
         if self.shared_mask not in SHARED_MASKS:
             raise ValueError(f"shared_mask must be one of {', '.join(SHARED_MASKS)}; "

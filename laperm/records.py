@@ -35,15 +35,24 @@ def run_settings(result: dict) -> dict:
     Returns:
         ``{"experiment", "model", "optimizer", "k", "p", "seed", "scale",
         "is_reduced", "epochs_run", "paper_epochs", "train_fraction", "n_train",
-        "precision", "kernels"}``: ``k`` is
+        "precision", "kernels", "preprocessing", "paper_input", "variant"}``: ``k`` is
         the sync period (None for a plain-optimizer run), ``p`` the share of
-        weights pruned at random (0.0 when unpruned, Section 5.4).
+        weights pruned at random (0.0 when unpruned, Section 5.4),
+        ``paper_input`` whether the run's input preprocessing is its paper
+        experiment's (for CIFAR-10 the raw pixels the authors ran, Section 5.2;
+        True for runs outside the paper's experiments), ``variant`` the
+        settings beyond scale in which the run departs from its paper
+        experiment (:func:`variant`).
     """
+    from laperm.paper import EXPERIMENTS
+
     cfg = result["config"]
+    experiment = experiment_name(cfg["name"])
+    paper = EXPERIMENTS.get(experiment)
     keep = cfg.get("prune_keep")
     scale = result["scale"]
-    return {
-        "experiment": experiment_name(cfg["name"]),
+    settings = {
+        "experiment": experiment,
         "model": cfg["model"],
         "optimizer": result["optimizer"],
         "k": cfg["sync_period"] if result["optimizer"] == "laperm" else None,
@@ -57,7 +66,27 @@ def run_settings(result: dict) -> dict:
         "n_train": scale.get("n_train"),
         "precision": cfg.get("precision", "float32"),
         "kernels": cfg.get("kernels", "keras"),
+        "preprocessing": cfg.get("preprocessing"),
+        "paper_input": paper is None or cfg.get("preprocessing") == paper.preprocessing,
     }
+    settings["variant"] = variant(settings)
+    return settings
+
+
+def variant(settings: dict) -> str:
+    """How a run departs from its paper experiment beyond its scale: ``""`` for
+    the paper's settings, else e.g. ``"cifar_standardize"`` or
+    ``"cifar_standardize, mixed_bfloat16"`` (another input preprocessing, another
+    precision than float32).  Tables never average runs of different variants.
+
+    Args:
+        settings: :func:`run_settings` (``paper_input``, ``preprocessing``,
+            ``precision``).
+    """
+    parts = [] if settings["paper_input"] else [settings["preprocessing"]]
+    if settings["precision"] != "float32":
+        parts.append(settings["precision"])
+    return ", ".join(parts)
 
 
 def paper_experiment(config: dict) -> str | None:
@@ -188,7 +217,7 @@ def comparison_table(records: pd.DataFrame, metric: str = "test_accuracy_at_best
                for e, o in zip(records["paper_experiment"], records["optimizer"])],
         minutes=records["wall_time_s"] / 60,
     )
-    key = ["paper_experiment", "experiment", "optimizer", "k", "scale"]
+    key = ["paper_experiment", "experiment", "variant", "optimizer", "k", "scale"]
     g = (df.fillna({"k": -1, "paper_experiment": "–"}).groupby(key, sort=False)
          .agg(seeds=("ours", "size"), ours=("ours", "mean"), sd=("ours", "std"),
               on_test=("best_test_accuracy_any_epoch", "mean"), paper=("paper", "first"),
@@ -198,7 +227,8 @@ def comparison_table(records: pd.DataFrame, metric: str = "test_accuracy_at_best
                       key=lambda c: c.map(order).fillna(99) if c.name == "paper_experiment"
                       else c)
     return pd.DataFrame({
-        "paper experiment": g["paper_experiment"], "run": g["experiment"],
+        "paper experiment": g["paper_experiment"],
+        "run": [e if not v else f"{e} ({v})" for e, v in zip(g["experiment"], g["variant"])],
         "optimizer": g["optimizer"], "k": g["k"].map(lambda v: "–" if v < 0 else f"{v:.0f}"),
         "scale": g["scale"], "seeds": g["seeds"],
         "ours (± sd)": [_fmt(m, ".2%") + ("" if n < 2 else f" ± {sd * 100:.2f}")
@@ -230,7 +260,7 @@ def seed_summary(records: pd.DataFrame) -> pd.DataFrame:
     """Mean, standard deviation and count over seeds per experiment and optimizer."""
     if records.empty:
         return records
-    keys = ["experiment", "optimizer", "k", "p", "scale"]
+    keys = ["experiment", "variant", "optimizer", "k", "p", "scale"]
     g = records.fillna({"k": -1}).groupby(keys, dropna=False)
     out = g.agg(
         seeds=("seed", "count"),
@@ -251,7 +281,8 @@ def measurement_checks(root) -> pd.DataFrame:
     unsynchronised weights.
 
     Columns (accuracies as fractions):
-        run, experiment, optimizer, k, seed, scale, precision, epochs: which run.
+        run, experiment, optimizer, k, seed, scale, precision, variant, epochs:
+            which run (:func:`run_settings`).
         test_at_best_val: test accuracy at the epoch chosen on validation
             (this project's rule).
         test_at_best_test: the best test accuracy over epochs (choosing the
@@ -283,7 +314,8 @@ def measurement_checks(root) -> pd.DataFrame:
         row = {
             "run": folder.name,
             **{key: settings[key]
-               for key in ("experiment", "optimizer", "k", "seed", "scale", "precision")},
+               for key in ("experiment", "optimizer", "k", "seed", "scale", "precision",
+                           "variant")},
             "epochs": len(h),
             "test_at_best_val": float(best_val_row["test_accuracy"]),
             "test_at_best_test": float(h["test_accuracy"].max()),
@@ -300,6 +332,51 @@ def measurement_checks(root) -> pd.DataFrame:
             row["final_stale_bn_test"] = float(h["test_accuracy_stale_bn"].iloc[-1])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def input_comparison(records: pd.DataFrame, metric: str = "test_accuracy_at_best_val"
+                     ) -> pd.DataFrame:
+    """What another input preprocessing changes: runs on another input beside the
+    runs with the paper experiment's input that differ from them in nothing else
+    (Section 5.2: the authors' CIFAR-10 notebooks fed raw 0-255 pixels where
+    standardised input was meant).
+
+    Runs are paired on experiment, optimizer, k, scale, precision and source;
+    accuracies are means over seeds.
+
+    Args:
+        records: :func:`load_records` (or :func:`load_sources`) rows.
+        metric: the accuracy column compared.
+
+    Returns:
+        One row per experiment, optimizer, k, scale, precision, source and other
+        input: those columns, ``input`` (the other preprocessing),
+        ``paper_input_name`` (the paper experiment's), ``seeds_paper_input``,
+        ``seeds``, ``accuracy_paper_input`` (NaN when no run with the paper's
+        input matches), ``accuracy`` and ``difference`` (other minus paper's
+        input, a fraction).  Empty when no run has another input.
+    """
+    if records.empty or "paper_input" not in records or records["paper_input"].all():
+        return pd.DataFrame()
+    keys = ["experiment", "optimizer", "k", "scale", "precision", "source"]
+    df = records.assign(k=records["k"].fillna(-1),
+                        source=records["source"] if "source" in records else "records")
+    base = df[df["paper_input"]]
+    rows = []
+    for (*key, preprocessing), g in df[~df["paper_input"]].groupby(keys + ["preprocessing"],
+                                                                     sort=False):
+        match = base[np.logical_and.reduce([base[c] == v for c, v in zip(keys, key)])]
+        paper_accuracy = match[metric].mean() if len(match) else np.nan
+        rows.append({
+            **dict(zip(keys, key)), "input": preprocessing,
+            "paper_input_name": match["preprocessing"].iloc[0] if len(match) else None,
+            "seeds_paper_input": match["seed"].nunique(), "seeds": g["seed"].nunique(),
+            "accuracy_paper_input": paper_accuracy, "accuracy": g[metric].mean(),
+            "difference": g[metric].mean() - paper_accuracy,
+        })
+    out = pd.DataFrame(rows)
+    out["k"] = out["k"].replace(-1, np.nan)
+    return out
 
 
 #: The former name of :func:`measurement_checks`.
@@ -385,10 +462,13 @@ def results_table(runs: dict, paper_names: dict | None = None) -> pd.DataFrame:
 
 
 def _largest_run(runs: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
-    """The run that saw the most training images, and the runs of its scale and source."""
+    """The run that saw the most training images, and the runs of its scale, source
+    and :func:`variant` (never averaged over precisions)."""
     largest = runs.loc[(runs["n_train"] * runs["epochs_run"]).idxmax()]
-    return largest, runs[(runs["scale"] == largest["scale"])
-                         & (runs["source"] == largest["source"])]
+    same = (runs["scale"] == largest["scale"]) & (runs["source"] == largest["source"])
+    if "variant" in runs:
+        same &= runs["variant"] == largest["variant"]
+    return largest, runs[same]
 
 
 def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
@@ -412,13 +492,17 @@ def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
         the same model and hardware together (total training images over total
         wall time, evaluation included), and ``paper_scale_hours`` what one
         paper-scale run would take at that rate.  Experiments without a LaPerm
-        record have NaN results.
+        record have NaN results.  Only runs with the paper experiment's input
+        preprocessing count for its row (a CIFAR-10 run on standardised input
+        answers another question than the paper's raw-pixel runs); their speed
+        counts all the same.
     """
     from laperm.experiment import EXPERIMENTS, PAPER_ACCURACY
 
-    df = records.copy()
-    if "source" not in df:
-        df["source"] = "records"
+    every = records.copy()
+    if "source" not in every:
+        every["source"] = "records"
+    df = every[every["paper_input"]] if "paper_input" in every else every
     rows = []
     for name, paper in PAPER_ACCURACY.items():
         ref = EXPERIMENTS[name]
@@ -432,6 +516,8 @@ def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
         if len(lap):
             best, same = _largest_run(lap)
             adam = adams[(adams["scale"] == best["scale"]) & (adams["source"] == best["source"])]
+            if "variant" in adam and (adam["variant"] == best["variant"]).any():
+                adam = adam[adam["variant"] == best["variant"]]
             row.update(scale=best["scale"], source=best["source"], seeds=len(same),
                        laperm=same["test_accuracy_at_best_val"].mean(),
                        laperm_sd=same["test_accuracy_at_best_val"].std(),
@@ -440,7 +526,7 @@ def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
             largest, same = _largest_run(adams)
             row.update(adam_largest=same["test_accuracy_at_best_val"].mean(),
                        adam_largest_scale=largest["scale"])
-        model = df[df["model"] == ref.model] if len(df) else df
+        model = every[every["model"] == ref.model] if len(every) else every
         if len(model) and model["wall_time_s"].notna().any():
             # Images per second of all its runs together (long runs dominate,
             # tiny runs' fixed costs do not), on the fastest hardware that ran it.

@@ -5,11 +5,13 @@ Usage::
     python -m laperm.reproduce f1 f2 --seeds 0 1 2 --baseline
     python -m laperm.reproduce conv7 --epochs 45 --export
 
-Each run writes ``results/<experiment>_<optimizer>_s<seed>[_e<epochs>][_f<percent>][_bfloat16]/``
+Each run writes
+``results/<experiment>_<optimizer>_s<seed>[_e<epochs>][_f<percent>][_<input>][_bfloat16][_fused]/``
 (config, history, result record; a checkpoint every epoch while it runs, so an
 interrupted run resumes from the same command, also in a later session).  The
-suffixes name a reduced run's epochs and share of the training set, so a
-reduced run and the paper-scale run of one experiment never share a folder.
+suffixes name a reduced run's epochs and share of the training set, and what
+differs from the paper's settings (``--preprocessing``, ``--precision``,
+``--kernels``), so two runs of one experiment never share a folder.
 ``--export`` copies a finished run's best synchronised weights to
 ``pretrained/`` with a manifest entry (``--export-dtype float16``: a half-size
 copy, scored again as stored).
@@ -26,18 +28,22 @@ import sys
 from pathlib import Path
 
 from laperm.config import KERNELS
+from laperm.data import PREPROCESSORS
 from laperm.experiment import EXPERIMENTS, PRECISIONS, paper_config, run
 from laperm.pretrained import EXPORT_DTYPES
 
 
-
 def run_name(cfg) -> str:
-    """The folder name of a run, e.g. ``conv2_laperm_s0`` or ``conv4_adam_s0_e2_f25``."""
+    """The folder name of a run, e.g. ``conv2_laperm_s0``, ``conv4_adam_s0_e2_f25`` or
+    ``conv2_laperm_s0_cifar_standardize`` (another input than the paper experiment's)."""
     name = f"{cfg.experiment}_{cfg.optimizer}_s{cfg.seed}"
     if cfg.epochs != cfg.paper_epochs:
         name += f"_e{cfg.epochs}"
     if cfg.train_fraction < 1:
         name += f"_f{100 * cfg.train_fraction:g}"
+    paper = EXPERIMENTS.get(cfg.experiment)
+    if paper is not None and cfg.preprocessing != paper.preprocessing:
+        name += "_" + cfg.preprocessing
     if cfg.precision != "float32":
         name += "_" + cfg.precision.replace("mixed_", "")
     if cfg.kernels != "keras":
@@ -117,6 +123,10 @@ def main(argv=None) -> int:
                         help="override the number of epochs (>= 1; reduced run)")
     parser.add_argument("--train-fraction", type=_fraction,
                         help="reduced run: share of the training set, in (0, 1]")
+    parser.add_argument("--preprocessing", choices=PREPROCESSORS, default=None,
+                        help="input preprocessing (default: the paper experiment's; e.g. "
+                             "'cifar_standardize', the input the authors' CIFAR-10 notebooks "
+                             "meant, instead of the raw pixels they ran)")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="Keras dtype policy (default float32; the variables stay float32)")
     parser.add_argument("--kernels", choices=KERNELS, default="keras",
@@ -173,6 +183,8 @@ def main(argv=None) -> int:
                 changes["epochs"] = args.epochs
             if args.train_fraction is not None:
                 changes["train_fraction"] = args.train_fraction
+            if args.preprocessing is not None:
+                changes["preprocessing"] = args.preprocessing
             cfg = paper_config(name, **changes)
             configs = [] if args.only_baseline else [cfg]
             if args.baseline or args.only_baseline:

@@ -102,8 +102,8 @@ def precision_check(records: pd.DataFrame, experiment: str = "conv2", epochs: in
                     metric: str = "test_accuracy_at_best_val") -> pd.DataFrame | None:
     """Does ``mixed_bfloat16`` change the result? Runs of one experiment at both precisions.
 
-    Takes the LaPerm runs of ``experiment`` with ``epochs`` epochs and the fused kernels,
-    one row per precision: the seeds, the mean of ``metric`` and the spread between seeds.
+    Takes the LaPerm runs of ``experiment`` with ``epochs`` epochs, the fused kernels and
+    the paper's input, one row per precision: the seeds, the mean of ``metric`` and the spread between seeds.
 
     Args:
         records: :func:`laperm.records.load_records` (or ``load_sources``).
@@ -121,6 +121,8 @@ def precision_check(records: pd.DataFrame, experiment: str = "conv2", epochs: in
     runs = records[(records["experiment"] == experiment) & (records["optimizer"] == "laperm")
                    & (records["epochs_run"] == epochs) & (records["kernels"] == "fused")
                    & (records["train_fraction"] == 1.0)]
+    if "paper_input" in runs:  # the pair differs in its precision only
+        runs = runs[runs["paper_input"]]
     groups = {p: g.drop_duplicates("seed") for p, g in runs.groupby("precision")}
     if not {"float32", "mixed_bfloat16"} <= set(groups) or min(
             len(groups[p]) for p in ("float32", "mixed_bfloat16")) < 2:

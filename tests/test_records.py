@@ -192,3 +192,66 @@ def test_show_stored_runs(runs_root, tmp_path):
     assert sorted(shown) == ["f1_adam_s1", "f1_laperm_s0", "f1_laperm_s1"]
     assert book.show_stored_runs(["conv2"], root=tmp_path) == {}
     plt.close("all")
+
+
+def test_variants_are_kept_apart(tmp_path):
+    """A run on another input or precision never counts for the paper's row, nor
+    is it averaged with the runs of the paper's settings."""
+    base = dict(epochs=2, train_fraction=0.02, validation_size=500, sync_period=7)
+    paper = paper_config("f1", **base)
+    other_input = paper_config("f1", preprocessing="cifar_standardize", **base)
+    both = paper_config("f1", preprocessing="cifar_standardize", precision="mixed_bfloat16",
+                        **base)
+    write_run(tmp_path / "f1_laperm_s0", paper, [(0.70, 0.71), (0.80, 0.79)])
+    write_run(tmp_path / "f1_laperm_s1", paper.replace(seed=1), [(0.80, 0.75), (0.70, 0.72)])
+    write_run(tmp_path / "std_s0", other_input, [(0.85, 0.90), (0.90, 0.91)])
+    write_run(tmp_path / "std_s1", other_input.replace(seed=1), [(0.90, 0.93), (0.80, 0.80)])
+    write_run(tmp_path / "std_bf16", both, [(0.90, 0.60), (0.80, 0.50)])
+    # the largest run of all, but on another input: not the paper's row
+    write_run(tmp_path / "std_full", paper_config("f1", preprocessing="cifar_standardize"),
+              [(0.99, 0.99)] * 10)
+    df = records.load_records(tmp_path)
+    by_run = df.set_index("run")
+    assert by_run.loc["f1_laperm_s0", "variant"] == "" and by_run.loc["f1_laperm_s0", "paper_input"]
+    assert by_run.loc["std_s0", "variant"] == "cifar_standardize"
+    assert by_run.loc["std_bf16", "variant"] == "cifar_standardize, mixed_bfloat16"
+    assert not by_run.loc["std_full", "paper_input"]
+
+    f1 = records.paper_coverage(df).set_index("experiment").loc["f1"]
+    assert f1["seeds"] == 2 and f1["laperm"] == pytest.approx((0.79 + 0.75) / 2)
+    assert f1["scale"].startswith("reduced")
+
+    table = records.comparison_table(df)
+    seeds = dict(zip(table["run"] + " / " + table["scale"], table["seeds"]))
+    assert seeds == {"f1 / 2/10 ep., 1,100 images": 2,
+                     "f1 (cifar_standardize) / 2/10 ep., 1,100 images": 2,
+                     "f1 (cifar_standardize) / paper scale": 1,
+                     "f1 (cifar_standardize, mixed_bfloat16) / 2/10 ep., 1,100 images": 1}
+
+    inputs = records.input_comparison(df)
+    row = inputs[(inputs["precision"] == "float32") & inputs["scale"].str.startswith("reduced")]
+    assert len(row) == 1
+    row = row.iloc[0]
+    assert (row["input"], row["paper_input_name"]) == ("cifar_standardize", "scale01")
+    assert (row["seeds"], row["seeds_paper_input"]) == (2, 2) and row["k"] == 7
+    assert row["difference"] == pytest.approx((0.91 + 0.93) / 2 - (0.79 + 0.75) / 2)
+    # no run with the paper's input at bfloat16 or at the paper's scale: nothing to compare
+    alone = inputs[(inputs["precision"] != "float32") | (inputs["scale"] == "paper scale")]
+    assert len(alone) == 2 and alone["accuracy_paper_input"].isna().all()
+    assert records.input_comparison(df[df["paper_input"]]).empty
+    assert records.input_comparison(pd.DataFrame()).empty
+
+
+def test_the_precision_check_compares_runs_of_the_paper_input(tmp_path):
+    from laperm import speed
+
+    base = dict(epochs=10, kernels="fused")
+    for seed in (0, 1):
+        for precision, acc in (("float32", 0.60), ("mixed_bfloat16", 0.61)):
+            cfg = paper_config("conv2", precision=precision, seed=seed, **base)
+            write_run(tmp_path / f"{precision}_s{seed}", cfg, [(acc, acc)] * 10)
+        cfg = paper_config("conv2", preprocessing="cifar_standardize", precision="mixed_bfloat16",
+                           seed=seed, **base)
+        write_run(tmp_path / f"a_std_s{seed}", cfg, [(0.9, 0.9)] * 10)  # listed first
+    check = speed.precision_check(records.load_records(tmp_path)).set_index("precision")
+    assert check.loc["mixed_bfloat16", "mean"] == pytest.approx(0.61)

@@ -43,3 +43,17 @@ def test_export_of_a_finished_run_as_float16(tmp_path, data_dir, monkeypatch, ca
     with pytest.raises(SystemExit):
         main(["f1", "--export-dtype", "float16"])  # nothing to store: says what is missing
     assert "add --export" in capsys.readouterr().err
+
+
+def test_another_input_is_named_and_hashed_apart(capsys):
+    standardised = paper_config("conv2", preprocessing="cifar_standardize")
+    assert run_name(standardised) == "conv2_laperm_s0_cifar_standardize"
+    assert run_name(standardised.adam_baseline()) == "conv2_adam_s0_cifar_standardize"
+    assert run_name(paper_config("conv2", preprocessing="cifar_raw")) == "conv2_laperm_s0"
+    assert standardised.hash != paper_config("conv2").hash
+    assert paper_config("conv2").hash == "fab1877d7d49"  # the paper-scale run's, unchanged
+    with pytest.raises(ValueError, match="valid: scale01, cifar_raw"):
+        paper_config("conv2", preprocessing="zca")
+    with pytest.raises(SystemExit) as exc:
+        main(["conv2", "--preprocessing", "zca"])
+    assert exc.value.code == 2 and "cifar_standardize" in capsys.readouterr().err

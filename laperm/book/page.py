@@ -406,10 +406,10 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
     table["date"] = [str(r.get("date", "?"))[:10] for r in results]
     show_table(table)
     # Several seeds of one experiment: mean and standard deviation (never over
-    # different precisions: the run names carry a precision other than float32).
+    # different inputs or precisions: the run names carry them, records.variant).
     table["experiment"] = [experiment_name(r["name"]) for r in results]
-    table["precision"] = [records.run_settings(r)["precision"] for r in results]
-    groups = table.groupby(["experiment", "optimizer", "scale", "precision"], sort=False)
+    table["variant"] = [records.run_settings(r)["variant"] for r in results]
+    groups = table.groupby(["experiment", "optimizer", "scale", "variant"], sort=False)
     if groups.size().max() > 1:
         summary = groups["test acc at best val"].agg(["count", "mean", "std"])
         summary.columns = ["seeds", "test acc at best val: mean", "sd"]
@@ -424,9 +424,9 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
                      f"{'LaPerm' if result['optimizer'] == 'laperm' else 'Adam'}")
             if result["scale"]["is_reduced"]:  # never average over different scales
                 label += f" ({result['scale']['label']})"
-            precision = records.run_settings(result)["precision"]
-            if precision != "float32":  # nor over precisions
-                label += f" [{precision}]"
+            variant = records.run_settings(result)["variant"]
+            if variant:  # nor over inputs or precisions
+                label += f" [{variant}]"
             curves.setdefault(label, []).append(history)
     if curves:
         import pandas as pd
