@@ -53,6 +53,7 @@ def test_a_plain_adam_config_has_no_sync_period_in_its_description():
 
 
 def test_constant_columns_become_the_caption():
+    import numpy as np
     import pandas as pd
 
     from laperm.book.page import split_constant_columns
@@ -64,6 +65,9 @@ def test_constant_columns_become_the_caption():
     assert caption == "optimizer: Adam; k: 20"
     one_row, caption = split_constant_columns(df.iloc[:1])
     assert list(one_row.columns) == list(df.columns) and caption == ""
+    # a float32 value read back as a float is shown to six significant digits
+    lr = pd.DataFrame({"learning rate": [float(np.float32(0.001))] * 2, "epoch": [1, 5]})
+    assert split_constant_columns(lr)[1] == "learning rate: 0.001"
 
 
 def test_long_run_names_may_break_after_underscores(monkeypatch):

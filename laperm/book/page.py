@@ -281,8 +281,8 @@ _FORMATS = {**{c: "{:.2%}" for c in _PERCENT_COLUMNS},
 def _formatted(column: str, value) -> str:
     if value is None or value != value:
         return "—"
-    spec = _FORMATS.get(column)
-    try:
+    spec = _FORMATS.get(column) or ("{:.6g}" if isinstance(value, float) else None)
+    try:  # float32 values read back as floats would show all their digits
         return spec.format(value) if spec else str(value)
     except (ValueError, TypeError):
         return str(value)
