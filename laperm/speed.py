@@ -103,7 +103,8 @@ def precision_check(records: pd.DataFrame, experiment: str = "conv2", epochs: in
     """Does ``mixed_bfloat16`` change the result? Runs of one experiment at both precisions.
 
     Takes the LaPerm runs of ``experiment`` with ``epochs`` epochs, the fused kernels and
-    the paper's input, one row per precision: the seeds, the mean of ``metric`` and the spread between seeds.
+    the paper's input, one row per precision: the seeds, the mean of ``metric`` and the
+    spread between seeds.
 
     Args:
         records: :func:`laperm.records.load_records` (or ``load_sources``).
