@@ -379,6 +379,68 @@ def input_comparison(records: pd.DataFrame, metric: str = "test_accuracy_at_best
     return out
 
 
+def laperm_adam_pairs(records: pd.DataFrame, metric: str = "test_accuracy_at_best_val"
+                      ) -> pd.DataFrame:
+    """Each group of LaPerm runs beside its Adam baseline (Section 5: LaPerm
+    trains about as well as Adam on the same networks).
+
+    LaPerm runs are grouped by experiment, source, scale and :func:`variant`.
+    Their baseline is the Adam run of the same paper experiment, input
+    preprocessing, training images and source (Conv7 with k = 20 and k = 1200
+    share one): at the same scale, else at the nearest number of epochs; among
+    those, at the same precision if there is one.  Accuracies are means over
+    seeds.
+
+    Args:
+        records: :func:`latest_snapshots` of :func:`load_sources` (or
+            :func:`load_records`) rows.
+        metric: the accuracy column compared.
+
+    Returns:
+        One row per group that has a baseline, in the paper's order:
+        ``experiment, source, scale, variant`` (``"–"`` for the paper's
+        settings), ``seeds``, ``LaPerm``, ``Adam``, ``Adam's run`` (how the
+        baseline's scale or precision differs, or ``"same"``), ``paper_input``
+        and ``LaPerm − Adam (points)``.
+    """
+    from laperm.paper import PAPER_ACCURACY
+
+    if records.empty:
+        return pd.DataFrame()
+    df = records.assign(source=records["source"] if "source" in records else "records")
+    adams = df[df["optimizer"] == "adam"]
+    order = list(PAPER_ACCURACY)
+    rows = []
+    for (exp, source, scale, variant_name), g in df[df["optimizer"] == "laperm"].groupby(
+            ["experiment", "source", "scale", "variant"]):
+        first = g.iloc[0]
+        base = adams[(adams["source"] == source)
+                     & (adams["paper_experiment"] == first["paper_experiment"])
+                     & (adams["preprocessing"] == first["preprocessing"])
+                     & (adams["n_train"] == first["n_train"])]
+        if not len(base):
+            continue
+        distance = (base["epochs_run"] - first["epochs_run"]).abs()
+        same = base[distance == distance.min()]
+        if (same["precision"] == first["precision"]).any():
+            same = same[same["precision"] == first["precision"]]
+        differs = [] if same["scale"].iloc[0] == scale else [same["scale"].iloc[0]]
+        if same["precision"].iloc[0] != first["precision"]:
+            differs.append(same["precision"].iloc[0])
+        rows.append({"experiment": exp, "source": source, "scale": scale,
+                     "variant": variant_name or "–", "seeds": g["seed"].nunique(),
+                     "LaPerm": g[metric].mean(), "Adam": same[metric].mean(),
+                     "Adam's run": ", ".join(differs) or "same",
+                     "paper_input": bool(first["paper_input"]),
+                     "order": order.index(first["paper_experiment"])
+                     if first["paper_experiment"] in order else len(order)})
+    if not rows:
+        return pd.DataFrame()
+    out = pd.DataFrame(rows).sort_values(["order", "experiment", "source"], kind="stable")
+    out["LaPerm − Adam (points)"] = (out["LaPerm"] - out["Adam"]) * 100
+    return out.drop(columns="order").reset_index(drop=True)
+
+
 #: The former name of :func:`measurement_checks`.
 hazard_table = measurement_checks
 

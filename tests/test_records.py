@@ -255,3 +255,29 @@ def test_the_precision_check_compares_runs_of_the_paper_input(tmp_path):
         write_run(tmp_path / f"a_std_s{seed}", cfg, [(0.9, 0.9)] * 10)  # listed first
     check = speed.precision_check(records.load_records(tmp_path)).set_index("precision")
     assert check.loc["mixed_bfloat16", "mean"] == pytest.approx(0.61)
+
+
+def test_an_adam_baseline_is_the_nearest_in_epochs_then_in_precision(tmp_path):
+    """A reduced bfloat16 LaPerm run is set beside the Adam run nearest in epochs
+    (whatever its precision), not beside a paper-scale Adam run of its precision."""
+    base = dict(train_fraction=0.02, validation_size=500, sync_period=7)
+    bf16 = dict(base, precision="mixed_bfloat16")
+    write_run(tmp_path / "laperm_bf16_e3", paper_config("f1", epochs=3, **bf16),
+              [(0.70, 0.71)] * 3)
+    write_run(tmp_path / "adam_e2", paper_config("f1", epochs=2, **base).adam_baseline(),
+              [(0.80, 0.80)] * 2)
+    write_run(tmp_path / "adam_bf16_e10", paper_config("f1", epochs=10, **bf16).adam_baseline(),
+              [(0.90, 0.95)] * 10)
+    pairs = records.laperm_adam_pairs(records.load_records(tmp_path))
+    assert len(pairs) == 1
+    row = pairs.iloc[0]
+    assert (row["experiment"], row["variant"], row["seeds"]) == ("f1", "mixed_bfloat16", 1)
+    assert row["Adam"] == pytest.approx(0.80) and row["LaPerm"] == pytest.approx(0.71)
+    assert row["LaPerm − Adam (points)"] == pytest.approx(-9.0)
+    assert "2 of 10 epochs" in row["Adam's run"] and row["Adam's run"].endswith("float32")
+    # an Adam run as near in epochs and of the same precision is preferred
+    write_run(tmp_path / "adam_bf16_e4", paper_config("f1", epochs=4, **bf16).adam_baseline(),
+              [(0.85, 0.85)] * 4)
+    row = records.laperm_adam_pairs(records.load_records(tmp_path)).iloc[0]
+    assert row["Adam"] == pytest.approx(0.85) and "float32" not in row["Adam's run"]
+    assert records.laperm_adam_pairs(pd.DataFrame()).empty
