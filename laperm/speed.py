@@ -137,3 +137,65 @@ def precision_check(records: pd.DataFrame, experiment: str = "conv2", epochs: in
     table["bfloat16 - float32 (points)"] = [None, diff]
     table["within seed spread"] = [None, abs(diff) <= table["seed spread (points)"].max()]
     return table
+
+
+def precision_over_training(records: pd.DataFrame, histories: pd.DataFrame,
+                            experiment: str = "conv2", optimizer: str = "laperm",
+                            min_epochs: int = 20) -> pd.DataFrame | None:
+    """Does ``mixed_bfloat16`` change a long run? One seed at both precisions, epoch by epoch.
+
+    Takes the longest run of ``experiment`` and ``optimizer`` at each precision (the
+    paper's input, all training images, the same seed) and sets their per-epoch test
+    accuracies side by side over the epochs both reached.  One seed each: the
+    difference is to be read against the test set's standard error, not as a seed
+    spread.
+
+    Args:
+        records: :func:`laperm.records.load_records` rows of the runs in ``histories``.
+        histories: :func:`laperm.records.load_histories` of the same folder.
+        experiment: the paper experiment.
+        optimizer: ``"laperm"`` or ``"adam"``.
+        min_epochs: fewer common epochs than this give None.
+
+    Returns:
+        ``epoch, float32, mixed_bfloat16, difference (points)`` (bfloat16 minus
+        float32), with the two runs' names and kernels in ``attrs``; None when no
+        such pair exists.
+    """
+    if records is None or not len(records) or histories is None or not len(histories):
+        return None
+    runs = records[(records["experiment"] == experiment) & (records["optimizer"] == optimizer)
+                   & (records["train_fraction"] == 1.0)]
+    if "paper_input" in runs:
+        runs = runs[runs["paper_input"]]
+    by_precision = {p: g for p, g in runs.groupby("precision")}
+    if not {"float32", "mixed_bfloat16"} <= set(by_precision):
+        return None
+    seeds = sorted(set(by_precision["float32"]["seed"]) & set(by_precision["mixed_bfloat16"]["seed"]))
+    if not seeds:
+        return None
+    chosen = {p: by_precision[p][by_precision[p]["seed"] == seeds[0]]
+              .sort_values("epochs_run").iloc[-1] for p in ("float32", "mixed_bfloat16")}
+    curves = {p: histories[histories["run"] == row["run"]].set_index("epoch")["test_accuracy"]
+              for p, row in chosen.items()}
+    common = curves["float32"].index.intersection(curves["mixed_bfloat16"].index)
+    if len(common) < min_epochs:
+        return None
+    table = pd.DataFrame({"epoch": common,
+                          "float32": curves["float32"].loc[common].to_numpy(),
+                          "mixed_bfloat16": curves["mixed_bfloat16"].loc[common].to_numpy()})
+    table["difference (points)"] = 100 * (table["mixed_bfloat16"] - table["float32"])
+    table.attrs = {"seed": int(seeds[0]), "experiment": experiment, "optimizer": optimizer,
+                   **{f"{p}_run": row["run"] for p, row in chosen.items()},
+                   **{f"{p}_kernels": row.get("kernels", "keras") for p, row in chosen.items()}}
+    return table
+
+
+def precision_over_training_summary(table: pd.DataFrame, last: int = 10) -> dict:
+    """The numbers of one :func:`precision_over_training` pair: epochs compared,
+    the mean difference over all of them and over the ``last`` ones, and the spread
+    (standard deviation) of the epoch-to-epoch difference (points)."""
+    diff = table["difference (points)"]
+    return {"epochs": len(table), "mean": float(diff.mean()),
+            f"mean_last_{last}": float(diff.tail(last).mean()), "sd": float(diff.std()),
+            "last": last, "last_epoch": int(table["epoch"].iloc[-1])}

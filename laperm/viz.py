@@ -975,6 +975,38 @@ def plot_three_evaluations(histories: dict[str, pd.DataFrame], width: float = 7.
     return fig
 
 
+def plot_precision_over_training(tables: dict[str, pd.DataFrame], width: float = 7.2):
+    """Test accuracy per epoch of one seed at float32 and at mixed_bfloat16, one panel
+    per run pair (:func:`laperm.speed.precision_over_training`).
+
+    Args:
+        tables: ``{title: table}``; None tables are skipped.
+        width: figure width in inches.
+
+    Returns:
+        The Figure, or None when there is no table.
+    """
+    shown = {t: v for t, v in tables.items() if v is not None and len(v)}
+    if not shown:
+        return None
+    fig, axes = plt.subplots(1, len(shown), figsize=(width, 3.3), squeeze=False, sharey=True)
+    for ax, (title, table) in zip(axes[0], shown.items()):
+        for column, ls in (("float32", "-"), ("mixed_bfloat16", "--")):
+            kernels = table.attrs.get(f"{column}_kernels")
+            ax.plot(table["epoch"], table[column], ls,
+                    label=column + (f" ({kernels} kernels)" if kernels else ""))
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
+    axes[0][0].set_ylabel("test accuracy")
+    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
+               ncol=2)
+    return fig
+
+
 def plot_speedups(table: pd.DataFrame, target: float | None = None, width: float = 7.2,
                   over: str = "x default"):
     """Training speed-up of each way over a reference way, one group of bars per model.

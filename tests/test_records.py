@@ -281,3 +281,33 @@ def test_an_adam_baseline_is_the_nearest_in_epochs_then_in_precision(tmp_path):
     row = records.laperm_adam_pairs(records.load_records(tmp_path)).iloc[0]
     assert row["Adam"] == pytest.approx(0.85) and "float32" not in row["Adam's run"]
     assert records.laperm_adam_pairs(pd.DataFrame()).empty
+
+
+def test_a_long_run_at_both_precisions_is_compared_epoch_by_epoch(tmp_path):
+    from laperm import speed
+
+    def curve(n, offset):
+        return [(0.5 + 0.01 * e, 0.5 + 0.01 * e + offset) for e in range(n)]
+
+    write_run(tmp_path / "f32_e30", paper_config("conv2", epochs=30), curve(30, 0.0))
+    write_run(tmp_path / "bf16_e25", paper_config("conv2", epochs=25, kernels="fused",
+                                                  precision="mixed_bfloat16"),
+              curve(25, 0.02))
+    write_run(tmp_path / "bf16_s1_e40", paper_config("conv2", epochs=40, seed=1,
+                                                     precision="mixed_bfloat16"),
+              curve(40, 0.5))  # another seed: never compared with seed 0
+    write_run(tmp_path / "f32_std", paper_config("conv2", epochs=40,  # another input
+                                                 preprocessing="cifar_standardize"),
+              curve(40, 0.5))
+    df, hist = records.load_records(tmp_path), records.load_histories(tmp_path)
+    table = speed.precision_over_training(df, hist)
+    assert list(table["epoch"]) == list(range(1, 26))
+    assert table["difference (points)"].to_numpy() == pytest.approx(2.0)
+    assert table.attrs["float32_run"] == "f32_e30" and table.attrs["mixed_bfloat16_run"] == "bf16_e25"
+    assert table.attrs["mixed_bfloat16_kernels"] == "fused" and table.attrs["seed"] == 0
+    summary = speed.precision_over_training_summary(table)
+    assert summary["epochs"] == 25 and summary["mean_last_10"] == pytest.approx(2.0)
+    assert summary["sd"] == pytest.approx(0.0, abs=1e-9)
+    assert speed.precision_over_training(df, hist, min_epochs=26) is None
+    assert speed.precision_over_training(df, hist, optimizer="adam") is None
+    assert speed.precision_over_training(pd.DataFrame(), hist) is None
