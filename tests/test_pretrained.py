@@ -113,14 +113,16 @@ def test_float16_copy_is_half_the_size_and_scored_as_stored(tmp_path, data_dir):
             np.testing.assert_array_equal(np.sort(np.asarray(after), axis=None), rounded)
 
 
-def test_weights_of_a_bfloat16_run_are_scored_as_loaded(tmp_path, data_dir):
-    """Trained under mixed_bfloat16, loaded in float32: the manifest says what load() gives."""
+@pytest.mark.parametrize("kernels, dtype", [("keras", "float32"), ("fused", "float16")])
+def test_weights_of_a_bfloat16_run_are_scored_as_loaded(tmp_path, data_dir, kernels, dtype):
+    """Trained under mixed_bfloat16, loaded in float32: the manifest says what load() gives
+    (also for the fused kernels stored as float16, the long CIFAR-10 runs' way)."""
     cfg = paper_config("conv2", epochs=1, train_fraction=0.005, validation_size=200,
-                       sync_period=2, precision="mixed_bfloat16")
+                       sync_period=2, precision="mixed_bfloat16", kernels=kernels)
     run(cfg, tmp_path / "run", data_dir=data_dir, progress=False)
     entry = pretrained.export(tmp_path / "run", "b", directory=tmp_path / "store",
-                              data_dir=data_dir)
-    assert entry["stored_dtype"] == "float32" and "test_accuracy_in_run" in entry
+                              data_dir=data_dir, dtype=dtype)
+    assert entry["stored_dtype"] == dtype and "test_accuracy_in_run" in entry
     model, _ = pretrained.load("b", directory=tmp_path / "store")
     assert model.weights[0].dtype == "float32"
     assert pretrained.score(model, cfg, data_dir)[1] == pytest.approx(entry["test_accuracy"],
