@@ -171,7 +171,8 @@ def precision_over_training(records: pd.DataFrame, histories: pd.DataFrame,
     by_precision = {p: g for p, g in runs.groupby("precision")}
     if not {"float32", "mixed_bfloat16"} <= set(by_precision):
         return None
-    seeds = sorted(set(by_precision["float32"]["seed"]) & set(by_precision["mixed_bfloat16"]["seed"]))
+    seeds = sorted(set(by_precision["float32"]["seed"])
+                   & set(by_precision["mixed_bfloat16"]["seed"]))
     if not seeds:
         return None
     chosen = {p: by_precision[p][by_precision[p]["seed"] == seeds[0]]

@@ -303,7 +303,8 @@ def test_a_long_run_at_both_precisions_is_compared_epoch_by_epoch(tmp_path):
     table = speed.precision_over_training(df, hist)
     assert list(table["epoch"]) == list(range(1, 26))
     assert table["difference (points)"].to_numpy() == pytest.approx(2.0)
-    assert table.attrs["float32_run"] == "f32_e30" and table.attrs["mixed_bfloat16_run"] == "bf16_e25"
+    assert (table.attrs["float32_run"], table.attrs["mixed_bfloat16_run"]) == ("f32_e30",
+                                                                                "bf16_e25")
     assert table.attrs["mixed_bfloat16_kernels"] == "fused" and table.attrs["seed"] == 0
     summary = speed.precision_over_training_summary(table)
     assert summary["epochs"] == 25 and summary["mean_last_10"] == pytest.approx(2.0)
