@@ -959,11 +959,21 @@ def plot_three_evaluations(histories: dict[str, pd.DataFrame], width: float = 7.
     shown = {t: h for t, h in histories.items() if has_three_evaluations(h)}
     if not shown:
         return None
-    fig, axes = plt.subplots(1, len(shown), figsize=(width, 3.3), squeeze=False, sharey=True)
-    for ax, (title, h) in zip(axes[0], shown.items()):
+
+    def draw(ax, h):
         for column, (ls, label) in THREE_EVALUATIONS.items():
             if column in h and h[column].notna().any():
                 ax.plot(h["epoch"], h[column], ls, label=label)
+
+    return _test_accuracy_panels(shown, draw, width)
+
+
+def _test_accuracy_panels(shown: dict, draw, width: float, legend_columns: int = 1):
+    """One panel of test accuracy per epoch for each ``{title: data}`` of ``shown``
+    (``draw(ax, data)`` plots the lines), sharing the y axis, one legend below."""
+    fig, axes = plt.subplots(1, len(shown), figsize=(width, 3.3), squeeze=False, sharey=True)
+    for ax, (title, data) in zip(axes[0], shown.items()):
+        draw(ax, data)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
@@ -971,7 +981,8 @@ def plot_three_evaluations(histories: dict[str, pd.DataFrame], width: float = 7.
     axes[0][0].set_ylabel("test accuracy")
     fig.tight_layout()
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
+               ncol=legend_columns)
     return fig
 
 
@@ -989,22 +1000,14 @@ def plot_precision_over_training(tables: dict[str, pd.DataFrame], width: float =
     shown = {t: v for t, v in tables.items() if v is not None and len(v)}
     if not shown:
         return None
-    fig, axes = plt.subplots(1, len(shown), figsize=(width, 3.3), squeeze=False, sharey=True)
-    for ax, (title, table) in zip(axes[0], shown.items()):
+
+    def draw(ax, table):
         for column, ls in (("float32", "-"), ("mixed_bfloat16", "--")):
             kernels = table.attrs.get(f"{column}_kernels")
             ax.plot(table["epoch"], table[column], ls,
                     label=column + (f" ({kernels} kernels)" if kernels else ""))
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-        ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
-    axes[0][0].set_ylabel("test accuracy")
-    fig.tight_layout()
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
-               ncol=2)
-    return fig
+
+    return _test_accuracy_panels(shown, draw, width, legend_columns=2)
 
 
 def plot_speedups(table: pd.DataFrame, target: float | None = None, width: float = 7.2,
