@@ -20,12 +20,16 @@ def environment_info() -> dict:
     """Hardware, library versions and git commit, for result records."""
     import keras
 
+    from laperm.hardware import cpu_features, cpu_model
+
     info = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "hardware": {
             "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
+            "cpu": cpu_model(),
+            "cpu_features": cpu_features(),
             "accelerator": _accelerator(),
         },
         "versions": {

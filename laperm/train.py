@@ -272,6 +272,11 @@ def _dtype_policy(name: str):
     import keras
 
     previous = keras.mixed_precision.global_policy()
+    if "bfloat16" in name:
+        from laperm.hardware import warn_if_bfloat16_is_emulated
+        from laperm.provenance import _accelerator
+
+        warn_if_bfloat16_is_emulated(name, _accelerator())
     if name != "float32" or previous.name != "float32":
         keras.mixed_precision.set_global_policy(name)
     try:
@@ -474,7 +479,7 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
     if laperm is None and config.bn_batches:
         from laperm.batchnorm import batchnorm_layers, recalibrated_batchnorm
 
-        if batchnorm_layers(model):  # to show that re-estimation changes nothing for Adam
+        if batchnorm_layers(model):  # what re-estimation alone changes, without a sync
             with recalibrated_batchnorm(model, pipes["bn_images"](), batches=config.bn_batches,
                                         seed=config.seed):
                 adam_recalibrated = evaluate(model, pipes["test"])[1]

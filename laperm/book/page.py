@@ -328,12 +328,26 @@ def show_table(df) -> None:
 
 
 def hardware_label(hardware: dict | None) -> str:
-    """``"CPU, 2 cores"`` or the accelerator's name, from a record's ``hardware``."""
+    """``"CPU, 2 cores"`` or the accelerator's name, from a record's ``hardware``.
+
+    Records that name the CPU add its model and whether it computes bfloat16
+    natively (``"CPU, 2 cores (AMD EPYC; no native bfloat16)"``).
+    """
     hardware = hardware or {}
     accelerator = hardware.get("accelerator") or "?"
-    if accelerator.startswith("none"):
-        return f"CPU, {hardware.get('cpu_count', '?')} cores"
-    return accelerator
+    if not accelerator.startswith("none"):
+        return accelerator
+    label = f"CPU, {hardware.get('cpu_count', '?')} cores"
+    if hardware.get("cpu"):
+        from laperm.hardware import BFLOAT16_FLAGS
+
+        features = hardware.get("cpu_features")
+        detail = hardware["cpu"]
+        if features is not None:
+            native = any(f in features for f in BFLOAT16_FLAGS)
+            detail += "; native bfloat16" if native else "; no native bfloat16"
+        label += f" ({detail})"
+    return label
 
 
 def stored_runs_title(results: list[dict], curves: dict) -> str:
