@@ -110,8 +110,13 @@ def load_records(root) -> pd.DataFrame:
     epochs_run, paper_epochs, train_fraction, n_train, n_test, paper_experiment
     (:func:`paper_experiment`), best_epoch, best_val_accuracy,
     test_accuracy_at_best_val, final_test_accuracy, best_test_accuracy_any_epoch,
-    paper_accuracy, test_set, wall_time_s, accelerator, date, commit.
+    paper_accuracy, test_set, wall_time_s, accelerator, date, commit, and the
+    last epoch's other BatchNorm evaluations (NaN where a run has none):
+    final_test_accuracy_stale_bn (LaPerm, statistics left from before the
+    sync) and final_test_accuracy_recalibrated_bn_adam (Adam, statistics
+    re-estimated once at the end).
     """
+    number = lambda v: float("nan") if v is None else float(v)
     rows = []
     for folder, r in iter_runs(root):
         rows.append({
@@ -123,6 +128,9 @@ def load_records(root) -> pd.DataFrame:
             "best_val_accuracy": r["best_val_accuracy"],
             "test_accuracy_at_best_val": r["test_accuracy_at_best_val"],
             "final_test_accuracy": r["final_test_accuracy"],
+            "final_test_accuracy_stale_bn": number(r.get("final_test_accuracy_stale_bn")),
+            "final_test_accuracy_recalibrated_bn_adam": number(
+                r.get("final_test_accuracy_recalibrated_bn_adam")),
             "best_test_accuracy_any_epoch": r.get("best_test_accuracy_any_epoch"),
             "paper_accuracy": r.get("paper_accuracy"),
             "test_set": r.get("test_set"),
@@ -439,6 +447,60 @@ def laperm_adam_pairs(records: pd.DataFrame, metric: str = "test_accuracy_at_bes
     out = pd.DataFrame(rows).sort_values(["order", "experiment", "source"], kind="stable")
     out["LaPerm − Adam (points)"] = (out["LaPerm"] - out["Adam"]) * 100
     return out.drop(columns="order").reset_index(drop=True)
+
+
+def final_epoch_batchnorm_pairs(records: pd.DataFrame) -> pd.DataFrame:
+    """LaPerm against Adam at the last epoch, with BatchNorm statistics treated
+    alike on both sides (Section 4, evaluation).
+
+    The re-estimation runs on training images *without* augmentation, while
+    the statistics BatchNorm keeps in training describe augmented images; so
+    it can change a network that never syncs too.  LaPerm's primary number is
+    re-estimated; an Adam run is re-estimated once, at its end.  This puts the
+    two side by side both ways: both re-estimated, and neither (LaPerm with
+    the stale statistics, Adam as trained).
+
+    Args:
+        records: :func:`latest_snapshots` of :func:`load_sources` (or
+            :func:`load_records`) rows.
+
+    Returns:
+        One row per pair of :func:`laperm_adam_pairs` at the same scale and
+        precision where both sides have these measurements: ``experiment,
+        source, scale, variant, seeds``, ``LaPerm re-estimated``, ``Adam
+        re-estimated``, ``LaPerm stale``, ``Adam as trained`` (means over
+        seeds), ``Adam: re-estimated − as trained (points)``, ``LaPerm − Adam,
+        both re-estimated (points)`` and ``LaPerm − Adam, neither (points)``.
+        Empty when no pair has them.
+    """
+    needed = {"final_test_accuracy_stale_bn", "final_test_accuracy_recalibrated_bn_adam"}
+    if records.empty or not needed <= set(records.columns):
+        return pd.DataFrame()
+    lap = records["optimizer"] == "laperm"
+    has = np.where(lap, records["final_test_accuracy_stale_bn"].notna(),
+                   records["final_test_accuracy_recalibrated_bn_adam"].notna())
+    df = records[has].assign(
+        reestimated=lambda d: np.where(d["optimizer"] == "laperm", d["final_test_accuracy"],
+                                       d["final_test_accuracy_recalibrated_bn_adam"]),
+        neither=lambda d: np.where(d["optimizer"] == "laperm", d["final_test_accuracy_stale_bn"],
+                                   d["final_test_accuracy"]))
+    both = laperm_adam_pairs(df, "reestimated")
+    if both.empty:
+        return pd.DataFrame()
+    neither = laperm_adam_pairs(df, "neither")
+    keys = ["experiment", "source", "scale", "variant"]
+    out = both.merge(neither[keys + ["LaPerm", "Adam"]], on=keys, suffixes=("", " neither"))
+    out = out[out["Adam's run"] == "same"]
+    if out.empty:
+        return pd.DataFrame()
+    out = out.rename(columns={"LaPerm": "LaPerm re-estimated", "Adam": "Adam re-estimated",
+                              "LaPerm neither": "LaPerm stale",
+                              "Adam neither": "Adam as trained"})
+    out["Adam: re-estimated − as trained (points)"] = (
+        out["Adam re-estimated"] - out["Adam as trained"]) * 100
+    out["LaPerm − Adam, both re-estimated (points)"] = out.pop("LaPerm − Adam (points)")
+    out["LaPerm − Adam, neither (points)"] = (out["LaPerm stale"] - out["Adam as trained"]) * 100
+    return out.drop(columns=["Adam's run", "paper_input"]).reset_index(drop=True)
 
 
 #: The former name of :func:`measurement_checks`.

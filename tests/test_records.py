@@ -283,6 +283,32 @@ def test_an_adam_baseline_is_the_nearest_in_epochs_then_in_precision(tmp_path):
     assert records.laperm_adam_pairs(pd.DataFrame()).empty
 
 
+def test_the_last_epoch_is_compared_with_batchnorm_statistics_treated_alike(tmp_path):
+    """LaPerm (re-estimated / stale) against Adam (re-estimated at the end / as
+    trained), same scale only; runs without these measurements are left out."""
+    def with_final(folder, cfg, test, **final):
+        write_run(folder, cfg, [(0.7, test)] * 2)
+        result = json.loads((folder / "result.json").read_text())
+        (folder / "result.json").write_text(json.dumps({**result, **final}))
+
+    cfg = paper_config("conv2", epochs=2, train_fraction=0.1)
+    with_final(tmp_path / "laperm", cfg, 0.70, final_test_accuracy_stale_bn=0.60)
+    with_final(tmp_path / "adam", cfg.adam_baseline(), 0.75,
+               final_test_accuracy_recalibrated_bn_adam=0.78)
+    with_final(tmp_path / "adam_old", cfg.adam_baseline(), 0.99)  # not re-estimated: left out
+    table = records.final_epoch_batchnorm_pairs(records.load_records(tmp_path))
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert (row["LaPerm re-estimated"], row["LaPerm stale"]) == pytest.approx((0.70, 0.60))
+    assert (row["Adam re-estimated"], row["Adam as trained"]) == pytest.approx((0.78, 0.75))
+    assert row["Adam: re-estimated − as trained (points)"] == pytest.approx(3.0)
+    assert row["LaPerm − Adam, both re-estimated (points)"] == pytest.approx(-8.0)
+    assert row["LaPerm − Adam, neither (points)"] == pytest.approx(-15.0)
+    (tmp_path / "adam" / "result.json").unlink()  # no Adam run with the measurement left
+    assert records.final_epoch_batchnorm_pairs(records.load_records(tmp_path)).empty
+    assert records.final_epoch_batchnorm_pairs(pd.DataFrame()).empty
+
+
 def test_a_long_run_at_both_precisions_is_compared_epoch_by_epoch(tmp_path):
     from laperm import speed
 
