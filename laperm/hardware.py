@@ -60,12 +60,17 @@ def cpu_features(cpuinfo: str | None = None) -> list[str] | None:
     return [f for f in FEATURES if f in have]
 
 
-def native_bfloat16(cpuinfo: str | None = None) -> bool | None:
-    """True if the CPU computes bfloat16 in hardware, False if not, None if unknown."""
-    features = cpu_features(cpuinfo)
+def bfloat16_in(features: list[str] | None) -> bool | None:
+    """Whether :func:`cpu_features` (or a record's ``cpu_features``) include
+    bfloat16 arithmetic; None where the features are unknown."""
     if features is None:
         return None
     return any(f in features for f in BFLOAT16_FLAGS)
+
+
+def native_bfloat16(cpuinfo: str | None = None) -> bool | None:
+    """True if the CPU computes bfloat16 in hardware, False if not, None if unknown."""
+    return bfloat16_in(cpu_features(cpuinfo))
 
 
 def warn_if_bfloat16_is_emulated(policy: str, accelerator: str, cpuinfo: str | None = None) -> bool:

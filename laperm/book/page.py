@@ -339,12 +339,11 @@ def hardware_label(hardware: dict | None) -> str:
         return accelerator
     label = f"CPU, {hardware.get('cpu_count', '?')} cores"
     if hardware.get("cpu"):
-        from laperm.hardware import BFLOAT16_FLAGS
+        from laperm.hardware import bfloat16_in
 
-        features = hardware.get("cpu_features")
+        native = bfloat16_in(hardware.get("cpu_features"))
         detail = hardware["cpu"]
-        if features is not None:
-            native = any(f in features for f in BFLOAT16_FLAGS)
+        if native is not None:
             detail += "; native bfloat16" if native else "; no native bfloat16"
         label += f" ({detail})"
     return label
