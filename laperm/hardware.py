@@ -73,21 +73,27 @@ def native_bfloat16(cpuinfo: str | None = None) -> bool | None:
     return bfloat16_in(cpu_features(cpuinfo))
 
 
-def warn_if_bfloat16_is_emulated(policy: str, accelerator: str, cpuinfo: str | None = None) -> bool:
+def warn_if_bfloat16_is_emulated(policy: str, accelerator: str | None = None,
+                                 cpuinfo: str | None = None) -> bool:
     """Warn when a bfloat16 policy will run emulated on this CPU.
 
     Args:
         policy: the Keras dtype policy name (e.g. ``"mixed_bfloat16"``).
         accelerator: the ``hardware["accelerator"]`` of
-            :func:`laperm.provenance.environment_info` (a GPU is not judged).
+            :func:`laperm.provenance.environment_info` (default: asked of the
+            backend, only for a bfloat16 policy on such a CPU); a GPU is not judged.
         cpuinfo: the text of ``/proc/cpuinfo`` (default: read it).
 
     Returns:
         True if it warned.
     """
-    if "bfloat16" not in policy or not accelerator.startswith("none"):
+    if "bfloat16" not in policy or native_bfloat16(cpuinfo) is not False:
         return False
-    if native_bfloat16(cpuinfo) is not False:
+    if accelerator is None:
+        from laperm.provenance import _accelerator
+
+        accelerator = _accelerator()
+    if not accelerator.startswith("none"):
         return False
     warnings.warn(
         f"the {policy} policy on this CPU ({cpu_model(cpuinfo) or 'unknown model'}) runs "

@@ -477,13 +477,11 @@ def final_epoch_batchnorm_pairs(records: pd.DataFrame) -> pd.DataFrame:
     if records.empty or not needed <= set(records.columns):
         return pd.DataFrame()
     lap = records["optimizer"] == "laperm"
-    has = np.where(lap, records["final_test_accuracy_stale_bn"].notna(),
-                   records["final_test_accuracy_recalibrated_bn_adam"].notna())
-    df = records[has].assign(
-        reestimated=lambda d: np.where(d["optimizer"] == "laperm", d["final_test_accuracy"],
-                                       d["final_test_accuracy_recalibrated_bn_adam"]),
-        neither=lambda d: np.where(d["optimizer"] == "laperm", d["final_test_accuracy_stale_bn"],
-                                   d["final_test_accuracy"]))
+    final, stale = records["final_test_accuracy"], records["final_test_accuracy_stale_bn"]
+    adam_reestimated = records["final_test_accuracy_recalibrated_bn_adam"]
+    df = records.assign(reestimated=np.where(lap, final, adam_reestimated),
+                        neither=np.where(lap, stale, final))
+    df = df[np.where(lap, stale.notna(), adam_reestimated.notna())]
     both = laperm_adam_pairs(df, "reestimated")
     if both.empty:
         return pd.DataFrame()

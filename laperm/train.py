@@ -272,11 +272,9 @@ def _dtype_policy(name: str):
     import keras
 
     previous = keras.mixed_precision.global_policy()
-    if "bfloat16" in name:
-        from laperm.hardware import warn_if_bfloat16_is_emulated
-        from laperm.provenance import _accelerator
+    from laperm.hardware import warn_if_bfloat16_is_emulated
 
-        warn_if_bfloat16_is_emulated(name, _accelerator())
+    warn_if_bfloat16_is_emulated(name)
     if name != "float32" or previous.name != "float32":
         keras.mixed_precision.set_global_policy(name)
     try:
