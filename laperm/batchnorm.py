@@ -50,21 +50,30 @@ def _restore(layers, values) -> None:
         layer.moving_variance.assign(next(it))
 
 
-def _batches(images, batches: int, batch_size: int, seed: int):
-    images = np.asarray(images)
-    need = batches * batch_size
-    if len(images) < batch_size:
+def batch_rows(n_images: int, batches: int, batch_size: int, seed: int) -> np.ndarray:
+    """Which images form each re-estimation batch: ``(n_batches, batch_size)`` indices.
+
+    A function of ``seed`` only; each row is sorted.  With fewer than
+    ``batches * batch_size`` images, every image is used, in as many whole
+    batches as they give.
+    """
+    if n_images < batch_size:
         raise ValueError(
             f"BatchNorm re-estimation needs at least one batch of {batch_size} images; "
-            f"received {len(images)}."
+            f"received {n_images}."
         )
+    need = batches * batch_size
     rng = np.random.default_rng([int(seed), 0xB0])
-    if len(images) >= need:
-        order = rng.choice(len(images), need, replace=False)
-    else:  # fewer images than asked: every image, as many whole batches as they give
-        order = rng.permutation(len(images))[: len(images) // batch_size * batch_size]
-    order = order.reshape(-1, batch_size)
-    return [images[np.sort(rows)] for rows in order]
+    if n_images >= need:
+        order = rng.choice(n_images, need, replace=False)
+    else:
+        order = rng.permutation(n_images)[: n_images // batch_size * batch_size]
+    return np.sort(order.reshape(-1, batch_size), axis=1)
+
+
+def _batches(images, batches: int, batch_size: int, seed: int):
+    images = np.asarray(images)
+    return [images[rows] for rows in batch_rows(len(images), batches, batch_size, seed)]
 
 
 def _forward_fn(model):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from laperm.config import KERNELS
 from laperm.data import PREPROCESSORS
+from laperm.engine import ENGINES, MATMUL_PRECISIONS
 from laperm.experiment import EXPERIMENTS, PRECISIONS, paper_config, run
 from laperm.pretrained import EXPORT_DTYPES
 
@@ -99,8 +100,10 @@ def _user_errors() -> tuple:
     from laperm.train import StepsPerExecutionError
 
     # RunDirError: the folder holds another config, other data or another backend.
+    from laperm.engine import EngineError
+
     return (experiment.RunDirError, data.DataNotFoundError, data.DataFormatError, DevicesError,
-            StepsPerExecutionError)
+            StepsPerExecutionError, EngineError)
 
 
 def _remove_if_stray(out_dir: Path) -> None:
@@ -138,6 +141,17 @@ def main(argv=None) -> int:
                              "same steps with fewer host round trips; it must divide an "
                              "epoch's steps (20 does for Conv7 and the CIFAR-10 runs; a value "
                              "that does not is told with the ones that do; default 1)")
+    parser.add_argument("--engine", choices=ENGINES, default="fit",
+                        help="'fit' (default): Keras's trainer, batches made on the host; "
+                             "'device': data, augmentation, training and evaluation on the "
+                             "device, an epoch in a few compiled calls (JAX backend only; "
+                             "the same run folder and config hash)")
+    parser.add_argument("--steps-per-call", type=_positive_int, default=None, metavar="N",
+                        help="--engine device: training steps per compiled call (default: "
+                             "a whole epoch on a GPU, 1 on a CPU)")
+    parser.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
+                        help="--engine device: 'highest' (full float32, default) or 'default' "
+                             "(TF32 on NVIDIA GPUs); recorded in the result")
     parser.add_argument("--out", type=Path, default=None,
                         help="folder of the run folders (default: results/ of the checkout)")
     parser.add_argument("--export", action="store_true", help="export best weights to pretrained/")
@@ -176,6 +190,16 @@ def main(argv=None) -> int:
         run_options["devices"] = args.devices
     if args.steps_per_execution > 1:
         run_options["steps_per_execution"] = args.steps_per_execution
+    if args.engine != "fit":
+        from laperm.engine import EngineError, check_engine
+
+        try:
+            check_engine(args.engine, args.precision)
+        except EngineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        run_options.update(engine=args.engine, steps_per_call=args.steps_per_call,
+                           matmul_precision=args.matmul_precision)
     for name in args.experiments:
         for seed in args.seeds:
             changes = {"seed": seed, "precision": args.precision, "kernels": args.kernels}

@@ -87,15 +87,33 @@ def prepare_data(config: ExperimentConfig, data_dir=None, first_epoch: int = 0,
     }
 
 
-def _bn_images(config: ExperimentConfig, x_tr, pre):
-    """The preprocessed training images of the BatchNorm re-estimation (no augmentation)."""
+def bn_image_indices(config: ExperimentConfig, n_train: int) -> np.ndarray:
+    """The training images of the BatchNorm re-estimation (sorted indices), or None."""
     from laperm.batchnorm import DEFAULT_BATCH_SIZE
 
     if config.bn_batches == 0:
         return None
-    need = min(len(x_tr), config.bn_batches * DEFAULT_BATCH_SIZE)
-    idx = np.sort(np.random.default_rng([config.seed, 0xB1]).choice(len(x_tr), need, replace=False))
-    return pre(np.asarray(x_tr)[idx])
+    need = min(n_train, config.bn_batches * DEFAULT_BATCH_SIZE)
+    return np.sort(np.random.default_rng([config.seed, 0xB1]).choice(n_train, need,
+                                                                       replace=False))
+
+
+def bn_batch_indices(config: ExperimentConfig, n_train: int) -> np.ndarray:
+    """The re-estimation batches as indices into the training split: ``(batches, 50)``.
+
+    What :func:`laperm.batchnorm.recalibrate_batchnorm` averages over when it is
+    given the images of :func:`bn_image_indices` and ``seed=config.seed``.
+    """
+    from laperm.batchnorm import DEFAULT_BATCH_SIZE, batch_rows
+
+    idx = bn_image_indices(config, n_train)
+    return idx[batch_rows(len(idx), config.bn_batches, DEFAULT_BATCH_SIZE, config.seed)]
+
+
+def _bn_images(config: ExperimentConfig, x_tr, pre):
+    """The preprocessed training images of the BatchNorm re-estimation (no augmentation)."""
+    idx = bn_image_indices(config, len(x_tr))
+    return None if idx is None else pre(np.asarray(x_tr)[idx])
 
 
 def build_model(config: ExperimentConfig):
@@ -147,6 +165,15 @@ def _wall_time(rows: list[dict]) -> float:
     return float(sum(r.get("epoch_time_s", 0.0) for r in rows))
 
 
+def epoch_seed_states(seed: int, epoch: int, count: int) -> list[np.ndarray]:
+    """The dropout seed states of epoch ``epoch``: one ``[s, 0]`` per random layer."""
+    states = []
+    for i in range(count):
+        rng = np.random.default_rng([int(seed), int(epoch), i, 0x5EED])
+        states.append(np.array([rng.integers(0, 2**31 - 1), 0]))
+    return states
+
+
 def _seed_states(model, seed: int, epoch: int) -> None:
     """Set every random layer's seed state (dropout) from (seed, epoch).
 
@@ -156,9 +183,9 @@ def _seed_states(model, seed: int, epoch: int) -> None:
     torch, unseeded dropout draws from torch's global generator instead: see
     :func:`_seed_global_generator`.)
     """
-    for i, v in enumerate(seed_generator_states(model)):
-        rng = np.random.default_rng([int(seed), int(epoch), i, 0x5EED])
-        v.assign(np.array([rng.integers(0, 2**31 - 1), 0], dtype=v.dtype))
+    variables = seed_generator_states(model)
+    for v, state in zip(variables, epoch_seed_states(seed, epoch, len(variables))):
+        v.assign(state.astype(v.dtype))
 
 
 def _seed_global_generator(seed: int, epoch: int) -> None:
@@ -293,6 +320,9 @@ def run(
     allow_other_backend: bool = False,
     devices: int | None = None,
     steps_per_execution: int = 1,
+    engine: str = "fit",
+    steps_per_call: int | None = None,
+    matmul_precision: str = "highest",
 ) -> tuple[pd.DataFrame, dict]:
     """Train one experiment and measure it honestly.
 
@@ -320,6 +350,15 @@ def run(
             divide the steps of an epoch (an execution never crosses an epoch's
             end, where the evaluation and checkpoint happen); TensorFlow and
             JAX only.  Recorded in the result, outside the config hash.
+        engine: ``"fit"`` (Keras's trainer, batches made on the host) or
+            ``"device"`` (:mod:`laperm.engine`: data, augmentation, training
+            and evaluation on the device, JAX only).  Both write the same run
+            folder (same config hash; a run may be resumed by either); the
+            result names the engine.
+        steps_per_call: device engine: training steps per compiled call
+            (None: a whole epoch on an accelerator, 1 on a CPU).
+        matmul_precision: device engine: ``"highest"`` (full float32) or
+            ``"default"`` (TF32 on NVIDIA GPUs); recorded.
 
     A run killed at any moment and started again gives the history of the
     uninterrupted run: the order and augmentation of epoch e and its dropout
@@ -336,15 +375,26 @@ def run(
         laperm.data.DataNotFoundError, laperm.data.DataFormatError: the data.
         StepsPerExecutionError: ``steps_per_execution`` is not a positive
             integer, does not divide an epoch's steps, or the backend is torch.
+        laperm.engine.EngineError: an unknown engine, or the device engine
+            where it cannot run (another backend, mixed_float16, several
+            devices or ``steps_per_execution``).
     """
     from laperm.devices import data_parallel
+    from laperm.engine import EngineError, check_engine
 
     _check_steps_per_execution(steps_per_execution)
+    check_engine(engine, config.precision)
+    if engine == "device" and (steps_per_execution != 1 or (devices or 1) > 1):
+        raise EngineError("the device engine runs on one device and sets its own steps per "
+                          "call (steps_per_call); drop devices / steps_per_execution.")
+    engine_options = ({"steps_per_call": steps_per_call, "matmul_precision": matmul_precision}
+                      if engine == "device" else None)
 
     with _dtype_policy(config.precision), data_parallel(devices):
         return _run(config, out_dir, data_dir=data_dir, resume=resume, progress=progress,
                     allow_other_backend=allow_other_backend, devices=devices or 1,
-                    steps_per_execution=int(steps_per_execution))
+                    steps_per_execution=int(steps_per_execution),
+                    engine_options=engine_options)
 
 
 class StepsPerExecutionError(ValueError):
@@ -370,11 +420,7 @@ def _check_steps_per_execution(value, steps_per_epoch: int | None = None) -> Non
 
 
 def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, devices=1,
-         steps_per_execution=1):
-    import keras
-
-    from laperm.callbacks import NonFiniteGuard
-
+         steps_per_execution=1, engine_options=None):
     # The data first: a missing or damaged file leaves no folder behind.
     splits = load_splits(config, data_dir)
     provenance = run_provenance(config, data_dir)
@@ -423,7 +469,6 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
         else:
             files.remove_run()
 
-    pipes = prepare_data(config, data_dir, first_epoch=done, splits=splits)
     if model is None:
         model, table_frames = build_model(config)
         tables = json.loads(json.dumps({k: v.to_dict("records") for k, v in table_frames.items()},
@@ -436,10 +481,6 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
         )
-    # An execution detail, not part of the model: set on every start (a loaded
-    # checkpoint carries the value it was compiled with).
-    model.steps_per_execution = steps_per_execution
-    model.train_function = model.test_function = model.predict_function = None
     remaining = config.epochs - done
     bar = None
     if progress and remaining > 0:
@@ -450,20 +491,14 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
             desc=f"{config.name} [{config.optimizer}] epochs {done + 1}-{config.epochs}",
             unit="step", mininterval=1.0,
         )
-    epoch_end = _EpochEnd(config, model, pipes, files, rows, bar, _wall_time(rows))
-    lr_callback = keras.callbacks.LearningRateScheduler(
-        lambda epoch, lr: learning_rate_at(config.lr_schedule, config.learning_rate, epoch)
-    )
     try:
-        if remaining > 0:
-            callbacks = [lr_callback, epoch_end.callback()]
-            if laperm_of(model.optimizer) is not None:
-                callbacks.insert(0, NonFiniteGuard())
-            model.fit(
-                pipes["train"], epochs=config.epochs, initial_epoch=done,
-                steps_per_epoch=steps_per_epoch, verbose=0, shuffle=False,
-                callbacks=callbacks,
-            )
+        if engine_options is not None:
+            final, adam_recalibrated, counts, test_note, extra = _device_epochs(
+                config, model, splits, files, rows, bar, done, engine_options)
+        else:
+            final, adam_recalibrated, counts, test_note, extra = _fit_epochs(
+                config, model, data_dir, splits, files, rows, bar, done, steps_per_epoch,
+                steps_per_execution)
     finally:
         if bar is not None:
             bar.close()
@@ -471,8 +506,55 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
     history = pd.DataFrame(rows)
     best = best_so_far(rows)
     laperm = laperm_of(model.optimizer)
+    if files is not None and best["best_epoch"] is not None:
+        candidate = files.best_candidates().get(best["best_epoch"])
+        if candidate is not None:
+            os.replace(candidate, files.best_weights)
+    result = _result_record(
+        config, rows, is_reduced=not config.is_paper_scale, counts=counts, test_note=test_note,
+        final={"final_val_accuracy": final["val"][1], "final_test_accuracy": final["test"][1],
+               "final_test_accuracy_stale_bn": final["test_stale_bn"],
+               "final_test_accuracy_unsynced": final["test_unsynced"],
+               "final_test_accuracy_recalibrated_bn_adam": adam_recalibrated},
+        provenance=provenance, tables=tables, resumed_at=resumed_at,
+        extra={"evaluation": evaluation_note(config, model, laperm is not None),
+               "devices": devices,
+               "steps_per_execution": steps_per_execution,
+               **extra,
+               "data_order": "epoch e's batches, augmentation and dropout are functions of "
+                             "(seed, e)"})
+    if files is not None:
+        runfiles.atomic_write_text(files.result, json.dumps(result, indent=1, default=runfiles.json_default))
+    return history, result
+
+
+def _fit_epochs(config, model, data_dir, splits, files, rows, bar, done, steps_per_epoch,
+                steps_per_execution):
+    """The ``fit`` engine: Keras's trainer over host pipelines, then the final evaluation."""
+    import keras
+
+    from laperm.callbacks import NonFiniteGuard
+
+    pipes = prepare_data(config, data_dir, first_epoch=done, splits=splits)
+    # An execution detail, not part of the model: set on every start (a loaded
+    # checkpoint carries the value it was compiled with).
+    model.steps_per_execution = steps_per_execution
+    model.train_function = model.test_function = model.predict_function = None
+    epoch_end = _EpochEnd(config, model, pipes, files, rows, bar, _wall_time(rows))
+    lr_callback = keras.callbacks.LearningRateScheduler(
+        lambda epoch, lr: learning_rate_at(config.lr_schedule, config.learning_rate, epoch)
+    )
+    if config.epochs > done:
+        callbacks = [lr_callback, epoch_end.callback()]
+        if laperm_of(model.optimizer) is not None:
+            callbacks.insert(0, NonFiniteGuard())
+        model.fit(
+            pipes["train"], epochs=config.epochs, initial_epoch=done,
+            steps_per_epoch=steps_per_epoch, verbose=0, shuffle=False,
+            callbacks=callbacks,
+        )
+    laperm = laperm_of(model.optimizer)
     final = evaluate_three_ways(config, model, laperm, pipes)
-    final_val, final_test = final["val"][1], final["test"][1]
     adam_recalibrated = None
     if laperm is None and config.bn_batches:
         from laperm.batchnorm import batchnorm_layers, recalibrated_batchnorm
@@ -481,26 +563,71 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
             with recalibrated_batchnorm(model, pipes["bn_images"](), batches=config.bn_batches,
                                         seed=config.seed):
                 adam_recalibrated = evaluate(model, pipes["test"])[1]
-    if files is not None and best["best_epoch"] is not None:
-        candidate = files.best_candidates().get(best["best_epoch"])
-        if candidate is not None:
-            os.replace(candidate, files.best_weights)
-    result = _result_record(
-        config, rows, is_reduced=not config.is_paper_scale,
-        counts={k: pipes[k] for k in ("n_train", "n_val", "n_test")}, test_note=pipes["test_note"],
-        final={"final_val_accuracy": final_val, "final_test_accuracy": final_test,
-               "final_test_accuracy_stale_bn": final["test_stale_bn"],
-               "final_test_accuracy_unsynced": final["test_unsynced"],
-               "final_test_accuracy_recalibrated_bn_adam": adam_recalibrated},
-        provenance=provenance, tables=tables, resumed_at=resumed_at,
-        extra={"evaluation": evaluation_note(config, model, laperm is not None),
-               "devices": devices,
-               "steps_per_execution": steps_per_execution,
-               "data_order": "epoch e's batches, augmentation and dropout are functions of "
-                             "(seed, e)"})
-    if files is not None:
-        runfiles.atomic_write_text(files.result, json.dumps(result, indent=1, default=runfiles.json_default))
-    return history, result
+    counts = {k: pipes[k] for k in ("n_train", "n_val", "n_test")}
+    return final, adam_recalibrated, counts, pipes["test_note"], {"engine": "fit"}
+
+
+def _device_epochs(config, model, splits, files, rows, bar, done, options):
+    """The device engine (:mod:`laperm.engine`): every epoch on the device, the same records."""
+    from laperm.engine import DeviceTrainer
+
+    n_train = int(len(splits["train"][0]))
+    trainer = DeviceTrainer(
+        config, model, splits, bn_index=(bn_batch_indices(config, n_train)
+                                         if config.bn_batches else None),
+        epoch_seed_states=epoch_seed_states, **options)
+    best = best_so_far(rows)
+    t_start, wall_before = time.perf_counter(), _wall_time(rows)
+    trips = 0
+    for epoch in range(done, config.epochs):
+        t_epoch, trips_before = time.perf_counter(), trainer.round_trips
+        trainer.set_learning_rate(learning_rate_at(config.lr_schedule, config.learning_rate, epoch))
+        trainer.seed_epoch(epoch)
+        logs = trainer.train_epoch(epoch, on_steps=bar.update if bar is not None else None)
+        scores, judged = trainer.evaluate_three_ways()
+        val_loss, val_acc = scores["val"]
+        test_loss, test_acc = scores["test"]
+        improved = val_acc > best["best_val_accuracy"]
+        if improved and files is not None:  # the judged weights, as the fit path saves them
+            tv, ntv, ov = trainer.state
+            trainer.write_back((judged[0], judged[1], ov))
+            runfiles.atomic_save(model, files.best_of_epoch(epoch + 1), weights_only=True)
+        trainer.write_back()
+        row = {
+            "epoch": epoch + 1,
+            "loss": logs["loss"],
+            "train_accuracy": logs["accuracy"],
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+            "test_accuracy_unsynced": scores["test_unsynced"],
+            "val_accuracy_stale_bn": scores["val_stale_bn"],
+            "test_accuracy_stale_bn": scores["test_stale_bn"],
+            "bn_recalibration_s": scores["bn_seconds"],
+            "learning_rate": trainer.learning_rate(),
+            "sync_count": trainer.sync_count(),
+            "epoch_time_s": time.perf_counter() - t_epoch,
+            "wall_time_s": wall_before + time.perf_counter() - t_start,
+        }
+        rows.append(row)
+        if improved:
+            best = best_so_far([row])
+        if files is not None:  # the order of the fit path: history, then the checkpoint
+            runfiles.atomic_write_text(files.history, pd.DataFrame(rows).to_csv(index=False))
+            runfiles.atomic_save(model, files.checkpoint)
+            for e, path in files.best_candidates().items():
+                if e != best["best_epoch"]:
+                    path.unlink(missing_ok=True)
+        if bar is not None:
+            bar.set_postfix(val_acc=f"{val_acc:.4f}", test_acc=f"{test_acc:.4f}")
+        trips = trainer.round_trips - trips_before
+    trainer.write_back()
+    final, _ = trainer.evaluate_three_ways()
+    counts = {"n_train": n_train, "n_val": int(len(splits["val"][0])),
+              "n_test": int(len(splits["test"][0]))}
+    return (final, trainer.adam_recalibrated_test(), counts, splits["info"].test_note,
+            {**trainer.description(), "host_round_trips_per_epoch": trips or None})
 
 
 def _result_record(config, rows, *, is_reduced, counts, test_note, final, provenance, tables,

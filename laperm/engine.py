@@ -1,0 +1,589 @@
+"""The device engine: training in which an epoch is a few compiled programs (JAX; Section 5).
+
+The ``fit`` engine (:func:`laperm.train.run`'s default) is Keras's own trainer:
+every step is dispatched from Python and every batch is gathered, preprocessed
+and augmented on the host.  On a GPU the host is then the bottleneck (the first
+lease measured 12-15 steps/s per run on an H200 at 95% utilisation by tiny
+kernels).  This engine keeps everything on the device instead:
+
+* **Data on the device once**, as stored (uint8).  Each step gathers its batch
+  by index, preprocesses it (:class:`laperm.data.Preprocessor`'s affine map) and
+  augments it there, with Keras's own random image layers
+  (:func:`laperm.data.augmentation_layers`) drawing from a key that is a pure
+  function of ``(seed, epoch, step)``.  The epoch's order is
+  :func:`laperm.data.epoch_order`, the ``fit`` path's, so without augmentation
+  both engines see the same batches.
+* **One home for the method and the models.**  A step is
+  ``model.stateless_call`` and ``optimizer.stateless_apply`` of the same
+  :mod:`laperm.models` and the same :class:`laperm.LaPerm` (or Adam); the sync,
+  the schedules and the models are not written twice.  ``steps_per_call`` steps
+  run inside one ``jax.lax.scan`` (one host round trip); the last partial batch
+  of an epoch, if any, is one more call with its true shape (BatchNorm and
+  dropout see exactly the batch the ``fit`` path sees).
+* **Evaluation on the device too**, as :func:`laperm.evaluation.evaluate_three_ways`
+  defines it: unsynchronised, synchronised with stale BatchNorm statistics, and
+  synchronised with statistics re-estimated by the exact average of
+  :func:`laperm.batchnorm.recalibrate_batchnorm` (same images, same dropout
+  seeds), the primary number.
+
+The run folder is the ``fit`` engine's (:func:`laperm.train.run` writes it for
+both): same ``config.json`` and config hash, ``history.csv``, checkpoint at every
+epoch's end (resumable by either engine), best weights and ``result.json``,
+which names the engine, the steps per call and the matmul precision.
+
+Float32 matrix products: JAX runs them in TF32 on NVIDIA GPUs unless told
+otherwise; this engine asks for full float32 (``matmul_precision="highest"``)
+unless the caller chooses ``"default"``, and records the choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+
+import numpy as np
+
+#: The training engines of :func:`laperm.train.run`.
+ENGINES = ("fit", "device")
+
+#: Matmul precisions the device engine accepts (``jax.default_matmul_precision``).
+MATMUL_PRECISIONS = ("highest", "default")
+
+#: Evaluation batch size (the ``fit`` path evaluates in batches of 500 too).
+EVAL_BATCH = 500
+
+
+class EngineError(ValueError):
+    """A request the device engine cannot serve (one line for the user)."""
+
+
+def check_engine(engine: str, precision: str = "float32") -> None:
+    """Refuse an unknown engine, or the device engine where it cannot run.
+
+    Raises:
+        EngineError: an unknown name; ``"device"`` under a Keras backend other
+            than JAX, without JAX, or with ``mixed_float16`` (its loss scaling
+            is not part of the engine).
+    """
+    if engine not in ENGINES:
+        raise EngineError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}.")
+    if engine == "fit":
+        return
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "jax":
+        raise EngineError(
+            f"the device engine needs the JAX Keras backend; this process runs {backend!r} "
+            "(start it with KERAS_BACKEND=jax, or use --engine fit).")
+    try:
+        import jax  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - keras[jax] brings jax
+        raise EngineError("the device engine needs JAX (pip install jax).") from exc
+    if precision == "mixed_float16":
+        raise EngineError("the device engine does not run mixed_float16 (no loss scaling); "
+                          "use float32 or mixed_bfloat16, or --engine fit.")
+
+
+def default_steps_per_call(steps: int) -> int:
+    """All of an epoch's full batches in one call on an accelerator, one step per call on a CPU.
+
+    On a CPU, XLA ran convolutions about 10x slower inside ``lax.scan`` than in
+    a step called on its own (measured on a 2-core AMD EPYC, Conv7, JAX 0.10.2;
+    ``benchmarks/bench_engine.py`` measures it on any device).
+    """
+    import jax
+
+    return max(int(steps), 1) if jax.default_backend() != "cpu" else 1
+
+
+@dataclasses.dataclass
+class _Layout:
+    """Where the engine's values sit in Keras's variable lists."""
+
+    seed_states: list        # positions in non_trainable_variables
+    batchnorm: list          # the BatchNormalization layers
+    learning_rate: int       # position in optimizer.variables
+    permuted: list           # positions in trainable_variables (LaPerm only)
+    sorted0: list            # positions in optimizer.variables, same order
+    nonfinite_index: int | None
+
+
+def _layout(model, optimizer, laperm) -> _Layout:
+    from laperm.backends import seed_generator_states
+    from laperm.batchnorm import batchnorm_layers
+
+    def positions(haystack, needles):
+        ids = {id(v): i for i, v in enumerate(haystack)}
+        return [ids[id(v)] for v in needles]
+
+    opt_vars = optimizer.variables
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    lr = positions(opt_vars, [inner._learning_rate])[0]
+    permuted, sorted0, nonfinite = [], [], None
+    if laperm is not None:
+        permuted = list(laperm._permuted_indices)
+        sorted0 = positions(opt_vars, laperm.sorted_initial_values)
+        nonfinite = positions(opt_vars, [laperm._nonfinite_index])[0]
+    return _Layout(positions(model.non_trainable_variables, seed_generator_states(model)),
+                   batchnorm_layers(model), lr, permuted, sorted0, nonfinite)
+
+
+class DeviceTrainer:
+    """One run's state and compiled programs on the device.
+
+    Args:
+        config: the run's :class:`~laperm.config.ExperimentConfig`.
+        model: the built (compiled) Keras model; its optimizer is built here
+            if it is not yet (LaPerm captures theta_0 then).
+        splits: :func:`laperm.train.load_splits` of the config.
+        steps_per_call: training steps per compiled call (None:
+            :func:`default_steps_per_call`).
+        bn_index: ``(batches, batch size)`` indices into the training split of
+            the BatchNorm re-estimation (:func:`laperm.train.bn_batch_indices`),
+            or None (no re-estimation).
+        epoch_seed_states: ``f(seed, epoch, count)`` -> the dropout seed states
+            of an epoch (:func:`laperm.train.epoch_seed_states`).
+        matmul_precision: ``"highest"`` (full float32) or ``"default"`` (TF32
+            on NVIDIA GPUs).
+    """
+
+    def __init__(self, config, model, splits, *, bn_index=None, epoch_seed_states=None,
+                 steps_per_call=None, matmul_precision="highest"):
+        import jax.numpy as jnp
+
+        from laperm import data
+        from laperm.evaluation import laperm_of
+
+        if matmul_precision not in MATMUL_PRECISIONS:
+            raise EngineError(f"unknown matmul_precision {matmul_precision!r}; valid: "
+                              f"{', '.join(MATMUL_PRECISIONS)}.")
+        self.config, self.model = config, model
+        self.matmul_precision = matmul_precision
+        optimizer = model.optimizer
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        self.optimizer, self.laperm = optimizer, laperm_of(optimizer)
+        self.layout = _layout(model, optimizer, self.laperm)
+
+        (x_tr, y_tr), (x_val, y_val), (x_test, y_test) = (
+            splits["train"], splits["val"], splits["test"])
+        pre = data.make_preprocessor(config.preprocessing, x_tr)
+        self.gray = np.asarray(x_tr).ndim == 3
+
+        def put(x):  # as stored (uint8), with a channel axis for grayscale
+            x = np.asarray(x)
+            return jnp.asarray(x[..., None] if self.gray else x)
+
+        def labels(y):
+            return jnp.asarray(np.asarray(y).reshape(-1).astype(np.int32))
+
+        self.train_data = (put(x_tr), labels(y_tr))
+        self.n_train = int(len(x_tr))
+        self.eval_sets = {"val": self._eval_batches(put(x_val), labels(y_val)),
+                          "test": self._eval_batches(put(x_test), labels(y_test))}
+        self.center = jnp.asarray(pre.center, jnp.float32)
+        self.scale = jnp.asarray(pre.scale, jnp.float32)
+        self.aug_layers = list(data.augmentation_layers(config.augmentation).layers)
+        batch = config.batch_size
+        self.full_steps, self.remainder = divmod(self.n_train, batch)
+        self.steps_per_epoch = self.full_steps + (1 if self.remainder else 0)
+        spc = default_steps_per_call(self.full_steps) if steps_per_call is None else steps_per_call
+        if isinstance(spc, bool) or not isinstance(spc, (int, np.integer)) or spc < 1:
+            raise EngineError(f"steps_per_call must be a positive integer; received {spc!r}.")
+        self.steps_per_call = int(min(spc, max(self.full_steps, 1)))
+        self.bn_index = (jnp.asarray(bn_index, jnp.int32)
+                         if self.layout.batchnorm and bn_index is not None else None)
+        self._epoch_seed_states = epoch_seed_states
+        self.state = self._state_from_model()
+        self.round_trips = 0
+        self._jit = {}
+
+    # ------------------------------------------------------------ state
+    def _state_from_model(self):
+        import jax.numpy as jnp
+
+        m, o = self.model, self.optimizer
+        return ([jnp.asarray(v.value) for v in m.trainable_variables],
+                [jnp.asarray(v.value) for v in m.non_trainable_variables],
+                [jnp.asarray(v.value) for v in o.variables])
+
+    def write_back(self, state=None) -> None:
+        """Put a state's values into the Keras model and optimizer (for saving)."""
+        tv, ntv, ov = state or self.state
+        m, o = self.model, self.optimizer
+        for var_list, values in ((m.trainable_variables, tv), (m.non_trainable_variables, ntv),
+                                 (o.variables, ov)):
+            for v, value in zip(var_list, values):
+                v.assign(np.asarray(value))
+
+    def set_learning_rate(self, value: float) -> None:
+        import jax.numpy as jnp
+
+        tv, ntv, ov = self.state
+        ov = list(ov)
+        i = self.layout.learning_rate
+        ov[i] = jnp.asarray(value, ov[i].dtype)
+        self.state = (tv, ntv, ov)
+
+    def _with_seed_states(self, ntv, values):
+        import jax.numpy as jnp
+
+        ntv = list(ntv)
+        for pos, value in zip(self.layout.seed_states, values):
+            ntv[pos] = jnp.asarray(value, ntv[pos].dtype)
+        return ntv
+
+    def seed_epoch(self, epoch: int) -> None:
+        """Dropout draws of epoch ``epoch`` as in the ``fit`` path (:func:`laperm.train.epoch_seed_states`)."""
+        if not self.layout.seed_states:
+            return
+        tv, ntv, ov = self.state
+        values = self._epoch_seed_states(self.config.seed, epoch, len(self.layout.seed_states))
+        self.state = (tv, self._with_seed_states(ntv, values), ov)
+
+    # --------------------------------------------------------- the maths
+    def _eval_batches(self, x, y):
+        import jax.numpy as jnp
+
+        n = int(x.shape[0])
+        batches = max(math.ceil(n / EVAL_BATCH), 1)
+        pad = batches * EVAL_BATCH - n
+        mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+        if pad:
+            x = jnp.concatenate([x, jnp.zeros((pad,) + tuple(x.shape[1:]), x.dtype)])
+            y = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)])
+        shape = (batches, EVAL_BATCH)
+        return (x.reshape(shape + tuple(x.shape[1:])), y.reshape(shape),
+                jnp.asarray(mask.reshape(shape)), n)
+
+    def _preprocess(self, images):
+        import jax.numpy as jnp
+
+        return (images.astype(jnp.float32) - self.center) / self.scale
+
+    def _augment(self, images, key):
+        import jax
+
+        for i, layer in enumerate(self.aug_layers):
+            seeds = _FoldInSeeds(jax.random.fold_in(key, i))
+            transform = layer.get_random_transformation(images, training=True, seed=seeds)
+            images = layer.transform_images(images, transform, training=True)
+        return images
+
+    def _losses(self, tv, ntv, x, y, training):
+        """Per-sample cross-entropy, correctness, the new non-trainable values and the
+        model's own losses (regularisers), as Keras's trainer computes them."""
+        import jax.numpy as jnp
+        import keras
+
+        probs, ntv, losses = self.model.stateless_call(tv, ntv, x, training=training,
+                                                       return_losses=True)
+        probs = probs.astype(jnp.float32)
+        per_sample = keras.losses.sparse_categorical_crossentropy(y, probs)
+        correct = (jnp.argmax(probs, axis=-1) == y).astype(jnp.float32)
+        extra = sum((jnp.sum(loss.astype(jnp.float32)) for loss in losses), jnp.float32(0.0))
+        return per_sample, correct, ntv, extra
+
+    def _train_step(self, state, data, epoch_key, order, step, batch_len: int):
+        """One step on the batch ``order[step * B : step * B + batch_len]`` (traced)."""
+        import jax
+        import jax.numpy as jnp
+
+        tv, ntv, ov, sums = state
+        x_all, y_all = data
+        idx = jax.lax.dynamic_slice_in_dim(order, step * self.config.batch_size, batch_len)
+        x = self._preprocess(x_all[idx])
+        if self.aug_layers:
+            x = self._augment(x, jax.random.fold_in(epoch_key, step))
+        y = y_all[idx]
+
+        def loss_fn(tv):
+            per_sample, correct, new_ntv, extra = self._losses(tv, ntv, x, y, training=True)
+            loss = jnp.mean(per_sample) + extra  # Keras: the batch mean plus the regularisers
+            return loss, (new_ntv, jnp.sum(correct))
+
+        (loss, (ntv, correct)), grads = jax.value_and_grad(loss_fn, has_aux=True)(tv)
+        tv, ov = self.optimizer.stateless_apply(ov, grads, tv)
+        # fit logs the mean of the batch losses weighted by the batch sizes
+        return (tv, ntv, ov, sums + jnp.stack([loss * batch_len, correct])), None
+
+    def _compiled_steps(self, n_steps: int, batch_len: int):
+        """A jitted function running ``n_steps`` steps of ``batch_len`` images from step ``first``.
+
+        The data are arguments, not constants of the program (a constant would
+        be copied into every compiled program).
+        """
+        key = ("train", n_steps, batch_len)
+        if key not in self._jit:
+            import jax
+
+            def run_steps(tv, ntv, ov, sums, data, epoch_key, order, first):
+                def body(state, i):
+                    return self._train_step(state, data, epoch_key, order, first + i, batch_len)
+
+                if n_steps == 1:
+                    state, _ = body((tv, ntv, ov, sums), 0)
+                else:
+                    state, _ = jax.lax.scan(body, (tv, ntv, ov, sums),
+                                            jax.numpy.arange(n_steps))
+                return state
+
+            self._jit[key] = jax.jit(run_steps, donate_argnums=(0, 1, 2, 3))
+        return self._jit[key]
+
+    def _precision(self):
+        import jax
+
+        return jax.default_matmul_precision(
+            "highest" if self.matmul_precision == "highest" else None)
+
+    # ------------------------------------------------------------ an epoch
+    def train_epoch(self, epoch: int, on_steps=None) -> dict:
+        """Train epoch ``epoch`` (from 0); returns its mean loss and accuracy, as ``fit`` logs them.
+
+        Args:
+            epoch: the epoch, counted from 0.
+            on_steps: called with the number of steps after every call (a progress bar).
+        """
+        sums = self.run_steps(epoch, 0, self.steps_per_epoch, on_steps=on_steps)
+        loss_sum, correct = (float(v) for v in np.asarray(sums))
+        return {"loss": loss_sum / self.n_train, "accuracy": correct / self.n_train}
+
+    def run_steps(self, epoch: int, first: int, count: int, on_steps=None):
+        """Steps ``first .. first + count - 1`` of epoch ``epoch``, ``steps_per_call`` per call.
+
+        Returns:
+            The device array ``[sum of batch losses x batch sizes, correct predictions]``.
+        """
+        import jax
+        import jax.numpy as jnp
+
+        from laperm.data import epoch_order
+
+        batch = self.config.batch_size
+        order = jnp.asarray(epoch_order(self.n_train, self.config.seed, epoch).astype(np.int32))
+        epoch_key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), epoch)
+        tv, ntv, ov = self.state
+        sums = jnp.zeros(2, jnp.float32)
+        step, end = int(first), int(first) + int(count)
+        with self._precision():
+            while step < end:
+                if step < self.full_steps:
+                    n, size = min(self.steps_per_call, self.full_steps - step, end - step), batch
+                else:  # the last, partial batch: its own shape
+                    n, size = 1, self.remainder
+                tv, ntv, ov, sums = self._compiled_steps(n, size)(
+                    tv, ntv, ov, sums, self.train_data, epoch_key, order, jnp.int32(step))
+                step += n
+                self.round_trips += 1
+                if on_steps is not None:
+                    on_steps(n)
+        self.state = (tv, ntv, ov)
+        return sums
+
+    def step_flops(self) -> float | None:
+        """XLA's count of floating-point operations in one training step (None if unknown)."""
+        import jax
+        import jax.numpy as jnp
+
+        fn = self._compiled_steps(1, self.config.batch_size)
+        tv, ntv, ov = self.state
+        order = jnp.zeros(max(self.n_train, self.config.batch_size), jnp.int32)
+        try:
+            cost = fn.lower(tv, ntv, ov, jnp.zeros(2, jnp.float32), self.train_data,
+                            jax.random.PRNGKey(0), order, jnp.int32(0)).compile().cost_analysis()
+        except Exception:  # noqa: BLE001 - a count is a bonus, never a failure
+            return None
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        flops = (cost or {}).get("flops")
+        return float(flops) if flops else None
+
+    # ---------------------------------------------------------- evaluation
+    def _evaluate_fn(self):
+        if "eval" not in self._jit:
+            import jax
+            import jax.numpy as jnp
+
+            def evaluate(tv, ntv, x, y, mask):
+                def one(carry, batch):
+                    xb, yb, mb = batch
+                    per_sample, correct, _, extra = self._losses(
+                        tv, ntv, self._preprocess(xb), yb, training=False)
+                    n_b = jnp.sum(mb)  # evaluate: batch means plus regularisers, by batch size
+                    return carry + jnp.stack([jnp.sum(per_sample * mb) + extra * n_b,
+                                              jnp.sum(correct * mb)]), None
+
+                sums, _ = jax.lax.scan(one, jnp.zeros(2, jnp.float32), (x, y, mask))
+                return sums
+
+            self._jit["eval"] = jax.jit(evaluate)
+        return self._jit["eval"]
+
+    def evaluate(self, tv, ntv, split: str) -> tuple[float, float]:
+        """``(loss, accuracy)`` on ``"val"`` or ``"test"``, as ``model.evaluate`` gives them."""
+        x, y, mask, n = self.eval_sets[split]
+        with self._precision():
+            sums = np.asarray(self._evaluate_fn()(tv, ntv, x, y, mask))
+        self.round_trips += 1
+        return float(sums[0]) / n, float(sums[1]) / n
+
+    def synchronised(self, tv, ov):
+        """The trainable values with every permuted vector synced (LaPerm's sync, no state change)."""
+        if "sync" not in self._jit:
+            import jax
+
+            from laperm import ops as lops
+
+            lay = self.layout
+
+            def sync(tv, ov):
+                tv = list(tv)
+                for i, j in zip(lay.permuted, lay.sorted0):
+                    tv[i] = lops.permute_to_ranks(tv[i], ov[j])
+                return tv
+
+            self._jit["sync"] = jax.jit(sync)
+        return self._jit["sync"](tv, ov)
+
+    def recalibrated(self, tv, ntv):
+        """BatchNorm statistics re-estimated for ``tv`` (:func:`laperm.batchnorm.recalibrate_batchnorm`).
+
+        The same batches of the same training images, the same dropout seeds
+        and the same exact average (momentum ``i / (i + 1)`` at batch ``i``);
+        the seed states come back as they were.
+        """
+        if "bn" not in self._jit:
+            import jax
+            import jax.numpy as jnp
+
+            seed = int(self.config.seed)
+            n_states = len(self.layout.seed_states)
+            states = [np.array([seed * 7919 + i, 1]) for i in range(n_states)]
+
+            def recalibrate(tv, ntv, x_all, bn_index):
+                saved = [ntv[p] for p in self.layout.seed_states]
+                ntv = self._with_seed_states(ntv, states)
+
+                def one(ntv, inputs):
+                    i, idx = inputs
+                    momentum = i / (i + 1.0)
+                    kept = [layer.momentum for layer in self.layout.batchnorm]
+                    for layer in self.layout.batchnorm:
+                        object.__setattr__(layer, "momentum", momentum)
+                    try:
+                        _, ntv = self.model.stateless_call(
+                            tv, ntv, self._preprocess(x_all[idx]), training=True)
+                    finally:
+                        for layer, m in zip(self.layout.batchnorm, kept):
+                            object.__setattr__(layer, "momentum", m)
+                    return ntv, None
+
+                count = bn_index.shape[0]
+                ntv, _ = jax.lax.scan(
+                    one, ntv, (jnp.arange(count, dtype=jnp.float32), bn_index))
+                return self._with_seed_states(ntv, saved)
+
+            self._jit["bn"] = jax.jit(recalibrate)
+        with self._precision():
+            out = self._jit["bn"](tv, ntv, self.train_data[0], self.bn_index)
+        self.round_trips += 1
+        return out
+
+    def evaluate_three_ways(self) -> tuple[dict, tuple]:
+        """One epoch's evaluations, as :func:`laperm.evaluation.evaluate_three_ways` makes them.
+
+        Returns:
+            ``(scores, judged)``: the scores (``val``/``test`` as ``(loss,
+            accuracy)``, ``test_unsynced``, ``val_stale_bn``, ``test_stale_bn``,
+            ``bn_seconds``) and the ``(trainable, non-trainable)`` values that
+            were judged (for the best weights).
+        """
+        import jax
+
+        nan = float("nan")
+        out = {"test_unsynced": nan, "val_stale_bn": nan, "test_stale_bn": nan,
+               "bn_seconds": nan}
+        tv, ntv, ov = self.state
+        if self.laperm is not None:
+            self.check_finite()
+            out["test_unsynced"] = self.evaluate(tv, ntv, "test")[1]
+            tv = self.synchronised(tv, ov)
+            if self.bn_index is not None:
+                out["val_stale_bn"] = self.evaluate(tv, ntv, "val")[1]
+                out["test_stale_bn"] = self.evaluate(tv, ntv, "test")[1]
+                t0 = time.perf_counter()
+                ntv = jax.block_until_ready(self.recalibrated(tv, ntv))
+                out["bn_seconds"] = time.perf_counter() - t0
+        out["val"] = self.evaluate(tv, ntv, "val")
+        out["test"] = self.evaluate(tv, ntv, "test")
+        return out, (tv, ntv)
+
+    def adam_recalibrated_test(self):
+        """Test accuracy of an Adam run with its BatchNorm statistics re-estimated (None without BN)."""
+        if self.laperm is not None or self.bn_index is None:
+            return None
+        tv, ntv, _ = self.state
+        return self.evaluate(tv, self.recalibrated(tv, ntv), "test")[1]
+
+    def check_finite(self) -> None:
+        """Raise :class:`laperm.optimizer.NonFiniteWeightsError` as LaPerm does, if a sync met NaN/inf."""
+        if self.laperm is None:
+            return
+        index = int(np.asarray(self.state[2][self.layout.nonfinite_index]))
+        if index >= 0:
+            self.write_back()
+            self.laperm.check_finite_sync()
+
+    def sync_count(self) -> int:
+        if self.laperm is None:
+            return 0
+        ov = self.state[2]
+        pos = [i for i, v in enumerate(self.optimizer.variables) if v is self.laperm._sync_count]
+        return int(np.asarray(ov[pos[0]]))
+
+    def learning_rate(self) -> float:
+        return float(np.asarray(self.state[2][self.layout.learning_rate]))
+
+    def description(self) -> dict:
+        """What a record says of the engine."""
+        import jax
+
+        device = jax.devices()[0]
+        return {"engine": "device", "steps_per_call": self.steps_per_call,
+                "matmul_precision": ("highest (full float32)" if self.matmul_precision == "highest"
+                                     else "default (TF32 on NVIDIA GPUs)"),
+                "jax_device": f"{device.platform}:{getattr(device, 'device_kind', '')}"}
+
+
+class _FoldInSeeds:
+    """A stand-in for a layer's ``SeedGenerator``: draw ``i`` gets ``fold_in(key, i)``.
+
+    Keras's random image layers draw several numbers from one seed argument
+    (RandomTranslation: height, then width); a fixed key would make those draws
+    equal.  Like the ``fit`` path's stateless seeds (:mod:`laperm.data`), each
+    draw gets its own key, a pure function of the key given.
+    """
+
+    def __new__(cls, key):
+        from keras.src.random.seed_generator import SeedGenerator
+
+        stand_in = _stand_in_class(SeedGenerator)
+        obj = SeedGenerator.__new__(stand_in)
+        obj._key, obj._count = key, 0
+        return obj
+
+
+@functools.cache
+def _stand_in_class(seed_generator):
+    def next_key(self, ordered=True):
+        import jax
+
+        del ordered
+        self._count += 1
+        return jax.random.fold_in(self._key, self._count)
+
+    return type("FoldInSeedGenerator", (seed_generator,), {"__init__": lambda self: None,
+                                                            "next": next_key})
