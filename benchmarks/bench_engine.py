@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
 def _splits(config, synthetic: bool):

@@ -84,9 +84,21 @@ def _accelerator() -> str:
     return "unknown"
 
 
+#: Names the commit where the checkout's own ``.git`` is not the source (a copy of
+#: the working tree on a lent machine): the caller sets it, e.g. ``$(git rev-parse HEAD)``.
+COMMIT_ENV = "LAPERM_COMMIT"
+
+
 def _git_commit() -> str | None:
-    """The commit of the checkout this package runs from; None for an installed package."""
+    """The commit of the checkout this package runs from; None for an installed package.
+
+    ``$LAPERM_COMMIT``, when set, is taken as it is (a copy of a checkout on
+    another machine may carry a stale ``.git``).
+    """
     from laperm.project import is_project
+
+    if os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV].strip()
 
     root = Path(__file__).resolve().parents[1]
     if not is_project(root) or not (root / ".git").exists():

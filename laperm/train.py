@@ -442,7 +442,9 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
             if stored is not None:
                 return stored
         runfiles.atomic_write_text(files.config, json.dumps(
-            {"hash": config.hash, "config": config.to_dict(), "provenance": provenance},
+            {"hash": config.hash, "config": config.to_dict(), "provenance": provenance,
+             "engine": {"engine": "fit"} if engine_options is None else
+             {"engine": "device", **engine_options}},
             indent=1))
         if resume and files.checkpoint.exists():
             model, done, rows = runfiles.resume_point(files, steps_per_epoch)
@@ -726,7 +728,8 @@ def snapshot_partial(run_dir, dest_root, name_of) -> tuple[str, dict] | None:
                "final_test_accuracy_unsynced": float(last.get("test_accuracy_unsynced", np.nan))},
         provenance=stored.get("provenance"), tables=tables, resumed_at=resumed,
         extra={"snapshot_of": f"{Path(run_dir).name} (in progress, {len(rows)} of "
-                              f"{config.paper_epochs} epochs)"})
+                              f"{config.paper_epochs} epochs)",
+               **(stored.get("engine") or {"engine": "fit"})})
     name = name_of(config)
     source = f"{Path(run_dir).name} (in progress"
     for old in Path(dest_root).glob("*/result.json"):  # earlier snapshots of the same run

@@ -7,6 +7,8 @@
 #      recorded as the reduced run of the epochs it did.
 # Carry: .whl (the wheels) and .gpu-data/mnist (mnist.npz). Everything comes back in $OUT.
 # Arguments: BENCH_S (default 90) and RUNS_S (default 120): each stage's seconds.
+# Name the commit in the command (the lent machine's copy of .git can be stale):
+#   LAPERM_COMMIT=$(git rev-parse HEAD) bash scripts/gpu/engine_probe.sh 70 85
 set -u
 cd "$(dirname "$0")/../.."
 BENCH_S="${1:-90}"; RUNS_S="${2:-120}"
@@ -16,7 +18,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site KERAS_BACKEND=jax PYTHONUNBUFFERED=1
 export LAPERM_DATA_DIR="$PWD/.gpu-data/mnist" XLA_PYTHON_CLIENT_PREALLOCATE=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$OUT/gpu.txt"
-echo "[probe] $(cat "$OUT/gpu.txt"); commit $(git rev-parse HEAD 2>/dev/null)"
+export LAPERM_COMMIT="${LAPERM_COMMIT:-unknown (not named in the command)}"
+echo "[probe] $(cat "$OUT/gpu.txt"); commit $LAPERM_COMMIT"
 timeout "$BENCH_S" python3 benchmarks/bench_engine.py --synthetic --no-fit \
     --experiments conv2 --steps-per-call 1 epoch --steps 200 --peak-tflops 67 \
     --json "$OUT/bench_conv2.json" 2>&1 | grep -v Warning | tee "$OUT/bench.log"
