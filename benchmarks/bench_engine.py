@@ -146,7 +146,8 @@ def main(argv=None) -> int:
                 results.append(bench_device(config, splits, spc, args.steps))
             fit_rate = results[0]["steps_per_s"] if not args.no_fit else None
             for r in results:
-                r.update(experiment=name, vs_fit=(r["steps_per_s"] / fit_rate) if fit_rate else None)
+                r.update(experiment=name,
+                         vs_fit=(r["steps_per_s"] / fit_rate) if fit_rate else None)
                 rows.append(r)
                 print(json.dumps(r), flush=True)
     lines = [f"{device.platform}: {getattr(device, 'device_kind', '')}; jax {jax.__version__}, "

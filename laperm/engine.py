@@ -59,13 +59,25 @@ class EngineError(ValueError):
     """A request the device engine cannot serve (one line for the user)."""
 
 
-def check_engine(engine: str, precision: str = "float32") -> None:
+def check_options(steps_per_call=None, matmul_precision: str = "highest") -> None:
+    """Refuse device-engine options that are not a positive step count or a known precision."""
+    spc = steps_per_call
+    if spc is not None and (isinstance(spc, bool) or not isinstance(spc, (int, np.integer))
+                            or spc < 1):
+        raise EngineError(f"steps_per_call must be a positive integer; received {spc!r}.")
+    if matmul_precision not in MATMUL_PRECISIONS:
+        raise EngineError(f"unknown matmul_precision {matmul_precision!r}; valid: "
+                          f"{', '.join(MATMUL_PRECISIONS)}.")
+
+
+def check_engine(engine: str, precision: str = "float32", steps_per_call=None,
+                 matmul_precision: str = "highest") -> None:
     """Refuse an unknown engine, or the device engine where it cannot run.
 
     Raises:
         EngineError: an unknown name; ``"device"`` under a Keras backend other
             than JAX, without JAX, or with ``mixed_float16`` (its loss scaling
-            is not part of the engine).
+            is not part of the engine); bad options (:func:`check_options`).
     """
     if engine not in ENGINES:
         raise EngineError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}.")
@@ -85,6 +97,7 @@ def check_engine(engine: str, precision: str = "float32") -> None:
     if precision == "mixed_float16":
         raise EngineError("the device engine does not run mixed_float16 (no loss scaling); "
                           "use float32 or mixed_bfloat16, or --engine fit.")
+    check_options(steps_per_call, matmul_precision)
 
 
 def default_steps_per_call(steps: int) -> int:
@@ -157,9 +170,7 @@ class DeviceTrainer:
         from laperm import data
         from laperm.evaluation import laperm_of
 
-        if matmul_precision not in MATMUL_PRECISIONS:
-            raise EngineError(f"unknown matmul_precision {matmul_precision!r}; valid: "
-                              f"{', '.join(MATMUL_PRECISIONS)}.")
+        check_options(steps_per_call, matmul_precision)
         self.config, self.model = config, model
         self.matmul_precision = matmul_precision
         optimizer = model.optimizer
@@ -191,8 +202,6 @@ class DeviceTrainer:
         self.full_steps, self.remainder = divmod(self.n_train, batch)
         self.steps_per_epoch = self.full_steps + (1 if self.remainder else 0)
         spc = default_steps_per_call(self.full_steps) if steps_per_call is None else steps_per_call
-        if isinstance(spc, bool) or not isinstance(spc, (int, np.integer)) or spc < 1:
-            raise EngineError(f"steps_per_call must be a positive integer; received {spc!r}.")
         self.steps_per_call = int(min(spc, max(self.full_steps, 1)))
         self.bn_index = (jnp.asarray(bn_index, jnp.int32)
                          if self.layout.batchnorm and bn_index is not None else None)
@@ -205,10 +214,12 @@ class DeviceTrainer:
     def _state_from_model(self):
         import jax.numpy as jnp
 
+        # Copies: the compiled steps donate their inputs, which must not be the buffers
+        # the Keras variables hold.
         m, o = self.model, self.optimizer
-        return ([jnp.asarray(v.value) for v in m.trainable_variables],
-                [jnp.asarray(v.value) for v in m.non_trainable_variables],
-                [jnp.asarray(v.value) for v in o.variables])
+        return ([jnp.array(v.value, copy=True) for v in m.trainable_variables],
+                [jnp.array(v.value, copy=True) for v in m.non_trainable_variables],
+                [jnp.array(v.value, copy=True) for v in o.variables])
 
     def write_back(self, state=None) -> None:
         """Put a state's values into the Keras model and optimizer (for saving)."""
@@ -237,7 +248,10 @@ class DeviceTrainer:
         return ntv
 
     def seed_epoch(self, epoch: int) -> None:
-        """Dropout draws of epoch ``epoch`` as in the ``fit`` path (:func:`laperm.train.epoch_seed_states`)."""
+        """Dropout draws of epoch ``epoch`` as in the ``fit`` path.
+
+        The seed states come from ``epoch_seed_states`` (:func:`laperm.train.epoch_seed_states`).
+        """
         if not self.layout.seed_states:
             return
         tv, ntv, ov = self.state
@@ -402,36 +416,53 @@ class DeviceTrainer:
         return float(flops) if flops else None
 
     # ---------------------------------------------------------- evaluation
+    @property
+    def _loop_on_host(self) -> bool:
+        """One step per call: evaluation and re-estimation batches are host loops too.
+
+        (XLA on a CPU runs convolutions much slower inside a scan.)
+        """
+        return self.steps_per_call == 1
+
     def _evaluate_fn(self):
         if "eval" not in self._jit:
             import jax
             import jax.numpy as jnp
 
-            def evaluate(tv, ntv, x, y, mask):
-                def one(carry, batch):
-                    xb, yb, mb = batch
-                    per_sample, correct, _, extra = self._losses(
-                        tv, ntv, self._preprocess(xb), yb, training=False)
-                    n_b = jnp.sum(mb)  # evaluate: batch means plus regularisers, by batch size
-                    return carry + jnp.stack([jnp.sum(per_sample * mb) + extra * n_b,
-                                              jnp.sum(correct * mb)]), None
+            def one(tv, ntv, xb, yb, mb):
+                per_sample, correct, _, extra = self._losses(
+                    tv, ntv, self._preprocess(xb), yb, training=False)
+                n_b = jnp.sum(mb)  # evaluate: batch means plus regularisers, by batch size
+                return jnp.stack([jnp.sum(per_sample * mb) + extra * n_b, jnp.sum(correct * mb)])
 
-                sums, _ = jax.lax.scan(one, jnp.zeros(2, jnp.float32), (x, y, mask))
+            def evaluate(tv, ntv, x, y, mask):
+                def body(carry, batch):
+                    return carry + one(tv, ntv, *batch), None
+
+                sums, _ = jax.lax.scan(body, jnp.zeros(2, jnp.float32), (x, y, mask))
                 return sums
 
             self._jit["eval"] = jax.jit(evaluate)
+            self._jit["eval_batch"] = jax.jit(one)
         return self._jit["eval"]
 
     def evaluate(self, tv, ntv, split: str) -> tuple[float, float]:
         """``(loss, accuracy)`` on ``"val"`` or ``"test"``, as ``model.evaluate`` gives them."""
         x, y, mask, n = self.eval_sets[split]
         with self._precision():
-            sums = np.asarray(self._evaluate_fn()(tv, ntv, x, y, mask))
-        self.round_trips += 1
+            scan = self._evaluate_fn()
+            if self._loop_on_host:
+                one = self._jit["eval_batch"]
+                sums = sum(np.asarray(one(tv, ntv, x[i], y[i], mask[i]), np.float64)
+                           for i in range(x.shape[0]))
+                self.round_trips += int(x.shape[0])
+            else:
+                sums = np.asarray(scan(tv, ntv, x, y, mask))
+                self.round_trips += 1
         return float(sums[0]) / n, float(sums[1]) / n
 
     def synchronised(self, tv, ov):
-        """The trainable values with every permuted vector synced (LaPerm's sync, no state change)."""
+        """The trainable values with every permuted vector synced (no state changes)."""
         if "sync" not in self._jit:
             import jax
 
@@ -449,7 +480,7 @@ class DeviceTrainer:
         return self._jit["sync"](tv, ov)
 
     def recalibrated(self, tv, ntv):
-        """BatchNorm statistics re-estimated for ``tv`` (:func:`laperm.batchnorm.recalibrate_batchnorm`).
+        """BatchNorm statistics re-estimated for ``tv``, as :func:`laperm.batchnorm.recalibrate_batchnorm`.
 
         The same batches of the same training images, the same dropout seeds
         and the same exact average (momentum ``i / (i + 1)`` at batch ``i``);
@@ -463,34 +494,40 @@ class DeviceTrainer:
             n_states = len(self.layout.seed_states)
             states = [np.array([seed * 7919 + i, 1]) for i in range(n_states)]
 
+            def one(ntv, momentum, idx, tv, x_all):
+                kept = [layer.momentum for layer in self.layout.batchnorm]
+                for layer in self.layout.batchnorm:
+                    object.__setattr__(layer, "momentum", momentum)
+                try:
+                    _, ntv = self.model.stateless_call(
+                        tv, ntv, self._preprocess(x_all[idx]), training=True)
+                finally:
+                    for layer, m in zip(self.layout.batchnorm, kept):
+                        object.__setattr__(layer, "momentum", m)
+                return ntv
+
             def recalibrate(tv, ntv, x_all, bn_index):
-                saved = [ntv[p] for p in self.layout.seed_states]
-                ntv = self._with_seed_states(ntv, states)
-
-                def one(ntv, inputs):
-                    i, idx = inputs
-                    momentum = i / (i + 1.0)
-                    kept = [layer.momentum for layer in self.layout.batchnorm]
-                    for layer in self.layout.batchnorm:
-                        object.__setattr__(layer, "momentum", momentum)
-                    try:
-                        _, ntv = self.model.stateless_call(
-                            tv, ntv, self._preprocess(x_all[idx]), training=True)
-                    finally:
-                        for layer, m in zip(self.layout.batchnorm, kept):
-                            object.__setattr__(layer, "momentum", m)
-                    return ntv, None
-
                 count = bn_index.shape[0]
                 ntv, _ = jax.lax.scan(
-                    one, ntv, (jnp.arange(count, dtype=jnp.float32), bn_index))
-                return self._with_seed_states(ntv, saved)
+                    lambda ntv, inputs: (one(ntv, *inputs, tv, x_all), None), ntv,
+                    (jnp.asarray(_momenta(count)), bn_index))
+                return ntv
 
             self._jit["bn"] = jax.jit(recalibrate)
+            self._jit["bn_batch"] = jax.jit(one)
+            self._bn_seed_states = states
+        saved = [ntv[p] for p in self.layout.seed_states]
+        ntv = self._with_seed_states(ntv, self._bn_seed_states)
         with self._precision():
-            out = self._jit["bn"](tv, ntv, self.train_data[0], self.bn_index)
-        self.round_trips += 1
-        return out
+            if self._loop_on_host:
+                x_all = self.train_data[0]
+                for i, momentum in enumerate(_momenta(int(self.bn_index.shape[0]))):
+                    ntv = self._jit["bn_batch"](ntv, momentum, self.bn_index[i], tv, x_all)
+                self.round_trips += int(self.bn_index.shape[0])
+            else:
+                ntv = self._jit["bn"](tv, ntv, self.train_data[0], self.bn_index)
+                self.round_trips += 1
+        return self._with_seed_states(ntv, saved)
 
     def evaluate_three_ways(self) -> tuple[dict, tuple]:
         """One epoch's evaluations, as :func:`laperm.evaluation.evaluate_three_ways` makes them.
@@ -522,14 +559,14 @@ class DeviceTrainer:
         return out, (tv, ntv)
 
     def adam_recalibrated_test(self):
-        """Test accuracy of an Adam run with its BatchNorm statistics re-estimated (None without BN)."""
+        """Test accuracy of an Adam run with re-estimated BatchNorm statistics (None without BN)."""
         if self.laperm is not None or self.bn_index is None:
             return None
         tv, ntv, _ = self.state
         return self.evaluate(tv, self.recalibrated(tv, ntv), "test")[1]
 
     def check_finite(self) -> None:
-        """Raise :class:`laperm.optimizer.NonFiniteWeightsError` as LaPerm does, if a sync met NaN/inf."""
+        """Raise LaPerm's :class:`~laperm.optimizer.NonFiniteWeightsError` if a sync met NaN/inf."""
         if self.laperm is None:
             return
         index = int(np.asarray(self.state[2][self.layout.nonfinite_index]))
@@ -556,6 +593,15 @@ class DeviceTrainer:
                 "matmul_precision": ("highest (full float32)" if self.matmul_precision == "highest"
                                      else "default (TF32 on NVIDIA GPUs)"),
                 "jax_device": f"{device.platform}:{getattr(device, 'device_kind', '')}"}
+
+
+def _momenta(count: int) -> np.ndarray:
+    """``i / (i + 1)`` for batch ``i``, rounded to float32 as the ``fit`` path's variable holds it.
+
+    With this momentum, Keras's ``moving = moving * m + batch * (1 - m)`` makes the
+    moving statistics the exact mean of the batch statistics seen so far.
+    """
+    return np.array([i / (i + 1) for i in range(count)], np.float32)
 
 
 class _FoldInSeeds:

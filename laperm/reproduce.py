@@ -194,7 +194,8 @@ def main(argv=None) -> int:
         from laperm.engine import EngineError, check_engine
 
         try:
-            check_engine(args.engine, args.precision)
+            check_engine(args.engine, args.precision, args.steps_per_call,
+                         args.matmul_precision)
         except EngineError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

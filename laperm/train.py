@@ -383,7 +383,7 @@ def run(
     from laperm.engine import EngineError, check_engine
 
     _check_steps_per_execution(steps_per_execution)
-    check_engine(engine, config.precision)
+    check_engine(engine, config.precision, steps_per_call, matmul_precision)
     if engine == "device" and (steps_per_execution != 1 or (devices or 1) > 1):
         raise EngineError("the device engine runs on one device and sets its own steps per "
                           "call (steps_per_call); drop devices / steps_per_execution.")

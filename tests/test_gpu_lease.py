@@ -250,7 +250,8 @@ def test_lease_end_to_end_on_cpu(packed, tmp_path):
 
     # a cut run (here: its last epoch and result taken away) is recorded as a reduced run
     lease_py = _module("lease")
-    args = SimpleNamespace(seed=0, epochs=2, train_fraction=0.5, precision="float32")
+    args = SimpleNamespace(seeds=[0], engine="fit", epochs=2, train_fraction=0.5,
+                           precision="float32")
     run = lease_py.Run("conv2", "laperm", home / "runs" / "conv2-laperm", args)
     folder = run.folder()
     (folder / "result.json").unlink()
@@ -267,7 +268,8 @@ def test_lease_end_to_end_on_cpu(packed, tmp_path):
 def test_deadline_stops_runs(tmp_path):
     """SIGTERM first; a process that ignores it is killed after the grace period."""
     lease_py = _module("lease")
-    args = SimpleNamespace(seed=0, epochs=None, train_fraction=None, precision="float32")
+    args = SimpleNamespace(seeds=[0], engine="fit", epochs=None, train_fraction=None,
+                           precision="float32")
     polite = lease_py.Run("conv2", "laperm", tmp_path / "a", args)
     stubborn = lease_py.Run("conv2", "adam", tmp_path / "b", args)
     polite.cmd = [sys.executable, "-c", "import time; time.sleep(120)"]

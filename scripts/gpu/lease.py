@@ -132,9 +132,11 @@ def install_wheels(manifest: dict, wheels_dir: Path, site: Path, log) -> str:
 class Run:
     """One ``python -m laperm.reproduce`` process and its run folder."""
 
-    def __init__(self, experiment: str, optimizer: str, parent: Path, args):
+    def __init__(self, experiment: str, optimizer: str, parent: Path, args,
+                 seed: int | None = None):
+        seed = args.seeds[0] if seed is None else seed
         self.experiment, self.optimizer, self.parent = experiment, optimizer, parent
-        self.key = f"{experiment}-{optimizer}"
+        self.key = f"{experiment}-{optimizer}" + (f"-s{seed}" if len(args.seeds) > 1 else "")
         self.log_path = parent / "process.log"
         self.proc: subprocess.Popen | None = None
         self.started = self.ended = None
@@ -144,8 +146,10 @@ class Run:
         self.first_row_at: float | None = None  # epoch time (time.time) of the first row
         self.start_wall: float | None = None
         self._folder: Path | None = None
-        self.cmd = [sys.executable, "-m", "laperm.reproduce", experiment, "--seeds", str(args.seed),
+        self.cmd = [sys.executable, "-m", "laperm.reproduce", experiment, "--seeds", str(seed),
                     "--out", str(parent)]
+        if args.engine != "fit":  # recorded in the run folder, so the snapshot needs no flag
+            self.cmd += ["--engine", args.engine]
         if optimizer == "adam":
             self.cmd.append("--only-baseline")
         self.reduce = []
@@ -572,7 +576,11 @@ def parse_args(argv):
                    help="reduced run: share of the training set")
     p.add_argument("--precision", default="float32",
                    choices=["float32", "mixed_bfloat16", "mixed_float16"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="seeds: one run per experiment, optimizer and seed (default: 0)")
+    p.add_argument("--engine", choices=["fit", "device"], default="fit",
+                   help="'device': laperm.engine (data, augmentation and evaluation on the GPU, "
+                        "an epoch per compiled call); default: Keras's fit")
     p.add_argument("--budget-s", type=_positive(float), default=540.0,
                    help="this script's whole wall time, set-up included (default 540: inside "
                         "a 600 s call)")
@@ -670,8 +678,8 @@ def lease(args, log, t0: float) -> int:
     runs_dir = home / "runs"
     if args.fresh and runs_dir.exists():
         shutil.rmtree(runs_dir)
-    runs = [Run(e, o, runs_dir / f"{e}-{o}", args) for e in args.experiments
-            for o in args.optimizers]
+    runs = [Run(e, o, runs_dir / (f"{e}-{o}" + (f"-s{s}" if len(args.seeds) > 1 else "")), args, s)
+            for e in args.experiments for o in args.optimizers for s in args.seeds]
     env = child_env(args, site, npz.parent, len(runs))
     date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     device = _device()

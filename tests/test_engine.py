@@ -1,0 +1,191 @@
+"""The device engine (:mod:`laperm.engine`) against the ``fit`` engine, under JAX.
+
+Run in the JAX tier (``scripts/test_jax.sh``); under another Keras backend only
+the refusal is tested.  Tolerances: both engines run the same Keras layers and
+the same optimizer on the same batches, so losses agree to float32 rounding of
+differently fused programs (rtol 1e-5); an accuracy may differ by a sample or
+two, where rounding flips a near tie between two classes.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from laperm.engine import EngineError, check_engine
+from laperm.experiment import paper_config, run
+
+JAX = keras.backend.backend() == "jax"
+needs_jax = pytest.mark.skipif(not JAX, reason="the device engine runs under the JAX backend")
+COLUMNS = ("loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
+           "test_accuracy_unsynced", "val_accuracy_stale_bn", "test_accuracy_stale_bn",
+           "learning_rate", "sync_count")
+
+
+def _tiny(name):
+    """A tiny run and its steps per call: several syncs, a partial last batch."""
+    if name == "f1":  # no BatchNorm; 21 full batches of 128 and one of 62 per epoch
+        return paper_config("f1", epochs=2, train_fraction=0.05, validation_size=500,
+                            sync_period=5), 2
+    # BatchNorm, dropout, L2; 4 batches of 50 and one of 25 per epoch, a sync every 3 steps.
+    # One step per call: XLA compiles a scan of convolutions for minutes on a CPU.
+    return paper_config("conv2", epochs=2, train_fraction=0.005, validation_size=200,
+                        sync_period=3, augmentation=None, bn_batches=2), 1
+
+
+def _same_history(device, fit, n_val, n_test):
+    for column in COLUMNS:
+        a, b = device[column].to_numpy(float), fit[column].to_numpy(float)
+        if "accuracy" in column:
+            n = n_val if column.startswith("val") else n_test
+            tol = 2.0 / n if not column.startswith("train") else 2.0 / 200
+            np.testing.assert_allclose(a, b, atol=tol, err_msg=column)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=column)
+
+
+@pytest.mark.skipif(JAX, reason="tests the refusal under another backend")
+def test_the_device_engine_refuses_another_backend_in_one_line(tmp_path, capsys):
+    with pytest.raises(EngineError, match="needs the JAX Keras backend"):
+        check_engine("device")
+    from laperm.reproduce import main
+
+    assert main(["f1", "--engine", "device", "--epochs", "1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the device engine needs the JAX")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_engine_is_refused():
+    with pytest.raises(EngineError, match="unknown engine 'gpu'; valid: fit, device"):
+        check_engine("gpu")
+
+
+@needs_jax
+@pytest.mark.parametrize("name", ["f1", "conv2"])
+def test_the_device_engine_gives_the_fit_history(name, tmp_path, data_dir):
+    cfg, steps_per_call = _tiny(name)
+    fit, rf = run(cfg, tmp_path / "fit", data_dir=data_dir, progress=False)
+    device, rd = run(cfg, tmp_path / "device", data_dir=data_dir, progress=False,
+                     engine="device", steps_per_call=steps_per_call)
+    assert rd["engine"] == "device" and rf["engine"] == "fit"
+    assert rd["config_hash"] == rf["config_hash"]  # an execution detail, outside the hash
+    assert rd["steps_per_call"] == steps_per_call and rd["host_round_trips_per_epoch"] > 0
+    assert device["sync_count"].iloc[-1] >= 3  # several syncs happened
+    n_val, n_test = rf["scale"]["n_val"], rf["scale"]["n_test"]
+    _same_history(device, fit, n_val, n_test)
+    for key in ("best_epoch",):
+        assert rd[key] == rf[key]
+    assert abs(rd["final_test_accuracy"] - rf["final_test_accuracy"]) <= 2.0 / n_test
+
+
+@needs_jax
+def test_after_every_sync_each_vector_is_a_permutation_of_theta0(data_dir):
+    from laperm import ops as lops
+    from laperm.train import build_model, build_optimizer, load_splits
+
+    cfg = paper_config("conv2", train_fraction=0.005, validation_size=200, sync_period=3,
+                       bn_batches=0)
+    model, _ = build_model(cfg)
+    model.compile(optimizer=build_optimizer(cfg), loss="sparse_categorical_crossentropy")
+    from laperm.engine import DeviceTrainer
+
+    trainer = DeviceTrainer(cfg, model, load_splits(cfg, data_dir), steps_per_call=1)
+    theta0 = [np.sort(np.asarray(lops.to_rows(model.trainable_variables[i].value)), axis=1)
+              for i in trainer.layout.permuted]
+    assert theta0, "conv2 has permuted variables"
+    for _ in range(2):  # two syncs, three steps apart
+        trainer.run_steps(0, 0, 3)
+        tv = trainer.state[0]
+        for i, sorted0 in zip(trainer.layout.permuted, theta0):
+            rows = np.sort(np.asarray(lops.to_rows(tv[i])), axis=1)
+            np.testing.assert_array_equal(rows, sorted0)
+    assert trainer.sync_count() == 2
+
+
+@needs_jax
+def test_a_killed_run_resumes_to_the_uninterrupted_history(tmp_path, data_dir, monkeypatch):
+    from laperm.engine import DeviceTrainer
+
+    # BatchNorm, dropout and the augmentation: all three draw from (seed, epoch, step)
+    cfg = paper_config("conv2", epochs=3, train_fraction=0.003, validation_size=100,
+                       sync_period=2, bn_batches=1)
+    whole, _ = run(cfg, tmp_path / "whole", data_dir=data_dir, progress=False, engine="device")
+    original = DeviceTrainer.train_epoch
+
+    def killed_at_epoch_2(self, epoch, on_steps=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, epoch, on_steps)
+
+    monkeypatch.setattr(DeviceTrainer, "train_epoch", killed_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "cut", data_dir=data_dir, progress=False, engine="device")
+    monkeypatch.setattr(DeviceTrainer, "train_epoch", original)
+    resumed, result = run(cfg, tmp_path / "cut", data_dir=data_dir, progress=False,
+                          engine="device")
+    assert result["resumed_at_epochs"] == [2]
+    for column in COLUMNS:
+        np.testing.assert_array_equal(resumed[column].to_numpy(float),
+                                      whole[column].to_numpy(float), err_msg=column)
+
+
+@needs_jax
+def test_the_augmentation_draws_the_fit_paths_transforms():
+    """Same layers (ranges, fill mode, interpolation); independent, uniform draws per key."""
+    import jax
+
+    from laperm.data import augmentation_layers
+    from laperm.engine import _FoldInSeeds
+
+    layers = augmentation_layers("cifar_conv").layers
+    assert [type(layer).__name__ for layer in layers] == [
+        "RandomRotation", "RandomTranslation", "RandomFlip"]
+    rotation, translation, flip = layers
+    assert rotation.fill_mode == translation.fill_mode == "nearest"
+    assert rotation.interpolation == translation.interpolation == "bilinear"
+    images = np.zeros((4000, 8, 8, 3), np.float32)
+    key = jax.random.PRNGKey(7)
+    angle = np.asarray(rotation.get_random_transformation(
+        images, seed=_FoldInSeeds(jax.random.fold_in(key, 0)))["angle"])
+    shift = translation.get_random_transformation(images,
+                                                  seed=_FoldInSeeds(jax.random.fold_in(key, 1)))
+    flips = np.asarray(flip.get_random_transformation(
+        images, seed=_FoldInSeeds(jax.random.fold_in(key, 2)))["flips"])
+    # rotation: uniform on [-15, 15] degrees (std 30 / sqrt(12) = 8.66)
+    assert np.abs(angle).max() <= 15.0 + 1e-4 and abs(angle.mean()) < 0.5
+    assert abs(angle.std() - 30 / np.sqrt(12)) < 0.3
+    # translation: height and width drawn independently (a shared key would make them equal)
+    dx = np.asarray(shift["translations"])[:, 0]
+    dy = np.asarray(shift["translations"])[:, 1]
+    assert abs(np.corrcoef(dx, dy)[0, 1]) < 0.06 and np.abs(dx).max() <= 0.1 * 8 + 1e-4
+    assert abs(flips.mean() - 0.5) < 0.03
+    # a pure function of the key: the same key, the same draws
+    again = np.asarray(rotation.get_random_transformation(
+        images, seed=_FoldInSeeds(jax.random.fold_in(key, 0)))["angle"])
+    np.testing.assert_array_equal(angle, again)
+
+
+@needs_jax
+@pytest.mark.parametrize("kwargs, message", [
+    ({"precision": "mixed_float16"}, "does not run mixed_float16"),
+])
+def test_what_the_engine_cannot_run_is_refused_before_anything_is_written(
+        kwargs, message, tmp_path, data_dir):
+    cfg = paper_config("f1", epochs=1, train_fraction=0.01, **kwargs)
+    with pytest.raises(EngineError, match=message):
+        run(cfg, tmp_path / "run", data_dir=data_dir, progress=False, engine="device")
+    assert not (tmp_path / "run").exists()
+
+
+@needs_jax
+@pytest.mark.parametrize("kwargs, message", [
+    ({"steps_per_call": 0}, "steps_per_call must be a positive integer"),
+    ({"devices": 2}, "runs on one device"),
+    ({"matmul_precision": "tf32"}, "unknown matmul_precision 'tf32'"),
+])
+def test_bad_engine_options_are_one_clear_error(kwargs, message, tmp_path, data_dir):
+    cfg = paper_config("f1", epochs=1, train_fraction=0.01)
+    with pytest.raises(EngineError, match=message):
+        run(cfg, tmp_path / "run", data_dir=data_dir, progress=False, engine="device", **kwargs)
