@@ -752,3 +752,87 @@ def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
                        paper_scale_hours=full_train * ref.paper_epochs / ips / 3600)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: The shares of its final test accuracy a run must reach (the speed claim).
+CONVERGENCE_FRACTIONS = (0.90, 0.95, 0.99)
+
+
+def epochs_to_reach(test_accuracy, fractions=CONVERGENCE_FRACTIONS) -> list[float]:
+    """The first epoch (1-based) at which a run's test accuracy reaches each
+    fraction of its final (last epoch's) test accuracy; NaN if never.
+
+    >>> epochs_to_reach([0.5, 0.8, 0.9, 1.0])
+    [3.0, 4.0, 4.0]
+    """
+    acc = np.asarray(test_accuracy, dtype=float)
+    if not len(acc):
+        return [np.nan] * len(fractions)
+    out = []
+    for f in fractions:
+        hit = np.flatnonzero(acc >= f * acc[-1])
+        out.append(float(hit[0] + 1) if len(hit) else np.nan)
+    return out
+
+
+def convergence_table(records: pd.DataFrame, histories: pd.DataFrame,
+                      fractions=CONVERGENCE_FRACTIONS) -> pd.DataFrame:
+    """How many epochs LaPerm and Adam need to reach 90/95/99 % of their final
+    test accuracy (the paper's claim: LaPerm trains with speed similar to or
+    better than Adam, Section 5).
+
+    Runs are paired as in :func:`laperm_adam_pairs` (LaPerm runs that synced;
+    the same paper experiment, variant, source, input, training images,
+    precision, kernels, device and engine, on the seeds both sides ran)
+    except that their numbers of epochs may differ: per seed the longest run
+    of each side is taken, and
+    every run is cut to the epochs all of them reached, so "final" is the test
+    accuracy at that common last epoch on both sides.  Epochs are means over
+    seeds.
+
+    Args:
+        records: :func:`load_records` (or :func:`load_sources`) rows.
+        histories: :func:`load_histories` of the same runs (``run``, ``epoch``,
+            ``test_accuracy``).
+
+    Returns:
+        One row per pair: ``experiment, device, variant, epochs`` (compared),
+        ``seeds``, ``LaPerm final``, ``Adam final`` and, per fraction f,
+        ``LaPerm f`` and ``Adam f`` (epochs, e.g. ``"LaPerm 90%"``).
+    """
+    if records.empty or histories.empty:
+        return pd.DataFrame()
+    df = only_synced(records.assign(
+        source=records["source"] if "source" in records else "records"))
+    df = df[df["run"].isin(set(histories["run"]))]
+    keys = [c for c in COMPARABLE if c != "scale"]
+    for column, default in (("device", "unknown"), ("engine", DEFAULT_ENGINE)):
+        if column not in df:
+            df = df.assign(**{column: default})
+    longest = df.sort_values("epochs_run").groupby(
+        ["experiment", "optimizer", "variant", "seed", *keys], dropna=False).tail(1)
+    adams = longest[longest["optimizer"] == "adam"]
+    curves = {run: h.sort_values("epoch")["test_accuracy"].to_numpy()
+              for run, h in histories.groupby("run")}
+    rows = []
+    for (exp, variant_name, *key), lap in longest[longest["optimizer"] == "laperm"].groupby(
+            ["experiment", "variant", *keys], dropna=False):
+        first = lap.iloc[0]
+        adam = adams[(adams["paper_experiment"] == first["paper_experiment"])
+                     & np.logical_and.reduce([adams[c] == v for c, v in zip(keys, key)])]
+        seeds = set(lap["seed"]) & set(adam["seed"])
+        if not seeds:
+            continue
+        lap, adam = lap[lap["seed"].isin(seeds)], adam[adam["seed"].isin(seeds)]
+        runs = {"LaPerm": list(lap["run"]), "Adam": list(adam["run"])}
+        common = min(len(curves[r]) for side in runs.values() for r in side)
+        row = {"experiment": exp, "device": first["device"], "variant": variant_name or "–",
+               "epochs": common, "seeds": lap["seed"].nunique()}
+        for side, names in runs.items():
+            cut = [curves[r][:common] for r in names]
+            row[f"{side} final"] = float(np.mean([c[-1] for c in cut]))
+            reach = np.array([epochs_to_reach(c, fractions) for c in cut])
+            for f, epochs in zip(fractions, reach.mean(axis=0)):
+                row[f"{side} {f:.0%}"] = epochs
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -155,3 +155,32 @@ def test_latest_snapshots_keeps_one_record_per_run_in_progress(tmp_path):
     assert len(records.latest_snapshots(df)) == 2
     df["snapshot_of"] = None  # separate reduced runs are all kept
     assert len(records.latest_snapshots(df)) == 2
+
+
+def test_epochs_to_reach_a_share_of_the_final_accuracy():
+    assert records.epochs_to_reach([0.5, 0.8, 0.9, 1.0]) == [3.0, 4.0, 4.0]
+    assert records.epochs_to_reach([0.95, 0.5, 0.99, 1.0]) == [1.0, 1.0, 3.0]
+    assert all(v != v for v in records.epochs_to_reach([]))
+
+
+def test_convergence_table_pairs_laperm_and_adam_on_common_epochs(tmp_path):
+    from laperm import viz
+
+    f1 = paper_config("f1", epochs=4)
+    lap = [(0.1, a) for a in (0.5, 0.7, 0.8, 0.8)]
+    adam = [(0.1, a) for a in (0.9, 0.95, 1.0)]  # 3 epochs: both are cut to 3
+    no_sync = paper_config("conv2", epochs=1, train_fraction=0.02)
+    df = _records(tmp_path, [("f1_laperm_s0", f1, lap),
+                             ("f1_adam_s0", f1.replace(epochs=3).adam_baseline(), adam),
+                             ("conv2_laperm_s0", no_sync, [(0.3, 0.3)]),
+                             ("conv2_adam_s0", no_sync.adam_baseline(), [(0.3, 0.3)])])
+    t = records.convergence_table(df, records.load_histories(tmp_path))
+    assert list(t["experiment"]) == ["f1"]  # the conv2 LaPerm run never synced
+    row = t.iloc[0]
+    assert row["epochs"] == 3 and row["LaPerm final"] == pytest.approx(0.8)
+    # LaPerm: 90% of 0.8 = 0.72 -> epoch 3; Adam: 90% of 1.0 -> epoch 1, 99% -> epoch 3
+    assert (row["LaPerm 90%"], row["LaPerm 99%"]) == (3.0, 3.0)
+    assert (row["Adam 90%"], row["Adam 95%"], row["Adam 99%"]) == (1.0, 2.0, 3.0)
+    fig = viz.plot_convergence(t)
+    assert len(fig.axes) == 3
+    assert viz.plot_convergence(pd.DataFrame()) is None
