@@ -371,3 +371,44 @@ def counts(table: pd.DataFrame) -> dict[str, int]:
     """How many rows have each kind of status (:data:`ORDER`), zeros included."""
     kinds = table["status"].map(status_kind) if len(table) else pd.Series(dtype=str)
     return {k: int((kinds == k).sum()) for k in ORDER}
+
+
+def authors_code_sentences(crosscheck: dict | None) -> list[str]:
+    """One sentence per model the authors' own code was run for (Section 5.5's F1/F2):
+    its mean ± sd over seeds beside the paper's number (best test accuracy, chosen
+    on the test set as their notebook does)."""
+    from laperm.paper import PAPER_ACCURACY
+
+    lines = []
+    for model, (mean, sd, n) in _authors_side(crosscheck).items():
+        paper = PAPER_ACCURACY[model]
+        lines.append(
+            f"The authors' own code, run here at their notebook's settings, reaches "
+            f"{mean:.1%} ± {sd * 100:.1f} points on {model.upper()} over {_seeds(n)} "
+            f"(best test accuracy, chosen on test): {(mean - paper) * 100:+.1f} points from the "
+            f"paper's {paper:.2%}, so it misses the published number too.")
+    return lines
+
+
+def gap_closed(records: pd.DataFrame, experiment: str, control: str) -> dict | None:
+    """How much of a row's gap to the paper a control closes (F2 and its per-unit mask).
+
+    Means over the paper-scale seeds of each (test accuracy at the epoch chosen
+    on validation).
+
+    Returns:
+        ``{"paper", "ours", "control", "gap", "closed", "seeds", "control_seeds"}``
+        (gap and closed in points), or None without paper-scale runs of both.
+    """
+    from laperm.paper import PAPER_ACCURACY
+
+    if records.empty:
+        return None
+    df = records[(records["optimizer"] == "laperm") & (records["scale"] == "paper scale")]
+    ours, ctl = df[df["experiment"] == experiment], df[df["experiment"] == control]
+    if not len(ours) or not len(ctl):
+        return None
+    paper = PAPER_ACCURACY[experiment]
+    mean, cmean = ours["test_accuracy_at_best_val"].mean(), ctl["test_accuracy_at_best_val"].mean()
+    return {"paper": paper, "ours": mean, "control": cmean, "gap": (paper - mean) * 100,
+            "closed": (cmean - mean) * 100, "seeds": len(ours), "control_seeds": len(ctl)}

@@ -184,3 +184,12 @@ def test_convergence_table_pairs_laperm_and_adam_on_common_epochs(tmp_path):
     fig = viz.plot_convergence(t)
     assert len(fig.axes) == 3
     assert viz.plot_convergence(pd.DataFrame()) is None
+
+
+def test_the_readme_first_line_says_what_holds():
+    """The README's title is the verdict of the committed records (update it when they change)."""
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    assert readme.read_text().splitlines()[0] == findings.readme_title(
+        findings.committed_verdict())

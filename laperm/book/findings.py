@@ -105,13 +105,13 @@ def verdict_summary(table: pd.DataFrame) -> str:
 
 def verdict_legend() -> str:
     """What the statuses and the interval mean (from the rules in :mod:`laperm.verdict`)."""
-    from laperm.verdict import MIN_SEEDS, PAPER_PRECISION, Z
+    from laperm.verdict import MIN_SEEDS, PAPER_PRECISION, Z, binomial_se
 
     return (f"*Ours*: the mean over seeds of the test accuracy at the epoch with the best "
             f"validation accuracy, on synchronised weights, with an interval of ±{Z:g} times "
             "the error of a single run: the spread between seeds combined with the test set's "
-            "binomial standard error (1.3 points at 78% on 1,000 images, 0.4 at 82% on "
-            "10,000). Runs on different devices, precisions or kernels are never averaged; "
+            f"binomial standard error ({binomial_se(0.78, 1000) * 100:.1f} points at 78% on "
+            f"1,000 images, {binomial_se(0.82, 10_000) * 100:.1f} at 82% on 10,000). Runs on different devices, precisions or kernels are never averaged; "
             "the row shows the group at the paper's settings with the most seeds, all groups "
             "are on the Results page. "
             f"*Reproduced*: at least {MIN_SEEDS} seeds at the paper's scale, input and "
@@ -166,3 +166,21 @@ def run_findings(table: pd.DataFrame) -> list[str]:
             gap = (r["test acc at best val"] - same["test acc at best val"].iloc[0]) * 100
             lines.append(f"{label} − {same.index[0]}: {gap:+.2f} points at the same scale.")
     return lines
+
+
+def readme_title(table: pd.DataFrame) -> str:
+    """The README's first line: what holds, from the verdict (kept equal by a test)."""
+    from laperm.verdict import MIN_SEEDS, counts, status_kind
+
+    kinds = table["status"].map(status_kind)
+    c = counts(table)
+    parts = [f"{c['reproduced']} of {len(table)} rows reproduced ({MIN_SEEDS} seeds needed)"]
+    for kind in ("consistent", "above the paper", "below the paper", "not reproduced"):
+        if c[kind]:
+            names = ", ".join(row_label(e) for e in table.loc[kinds == kind, "experiment"])
+            parts.append(f"{names} {kind}" + (f" on fewer than {MIN_SEEDS} seeds or another "
+                                                "precision" if kind != "not reproduced" else ""))
+    if c["not tested"]:
+        parts.append(f"{c['not tested']} not yet run at the paper's scale")
+    return ("# LaPerm companion: *Train-by-Reconnect* (Qiu & Suda, NeurIPS 2020) re-run: "
+            + "; ".join(parts))
