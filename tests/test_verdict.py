@@ -193,3 +193,14 @@ def test_the_readme_first_line_says_what_holds():
     readme = Path(__file__).resolve().parents[1] / "README.md"
     assert readme.read_text().splitlines()[0] == findings.readme_title(
         findings.committed_verdict())
+
+
+@pytest.mark.parametrize("name", ["conv2", "conv7", "f2"])
+def test_has_batchnorm_matches_the_built_model(name):
+    import keras
+
+    from laperm import models
+
+    built = models.get(name)
+    has = any(isinstance(layer, keras.layers.BatchNormalization) for layer in built.layers)
+    assert models.has_batchnorm(name) == has
