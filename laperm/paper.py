@@ -63,6 +63,12 @@ ROWS: dict[str, TableRow] = {row.experiment: row for row in TABLE}
 #: The paper's reported test accuracy per experiment.
 PAPER_ACCURACY: dict[str, float] = {row.experiment: row.accuracy for row in TABLE}
 
+#: Training and test images of each dataset: the authors trained on every
+#: training image (their validation set was the test set) and tested on all
+#: 10,000 test images.
+TRAIN_IMAGES: dict[str, int] = {"mnist": 60_000, "cifar10": 50_000}
+TEST_IMAGES: dict[str, int] = {"mnist": 10_000, "cifar10": 10_000}
+
 #: The sync periods of the authors' notebooks where they differ from the table.
 NOTEBOOK_K = {"conv7": 20, "resnet50": 800}
 

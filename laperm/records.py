@@ -89,6 +89,33 @@ def variant(settings: dict) -> str:
     return ", ".join(parts)
 
 
+def steps_run(n_train: int, batch_size: int, epochs: int) -> int:
+    """Optimizer steps of a run: ``ceil(n_train / batch_size)`` per epoch, times epochs."""
+    return -(-int(n_train) // int(batch_size)) * int(epochs)
+
+
+def synced(optimizer: str, steps: int, sync_period) -> bool:
+    """Whether a run is a LaPerm run in fact: at least one sync (``steps >= k``).
+
+    A LaPerm run stopped before its first sync never reconnected anything: its
+    weights are plain inner-Adam weights, so it never counts as LaPerm in a
+    table (Section 4: the sync is the method).  Adam runs are True.
+    """
+    return optimizer != "laperm" or steps >= sync_period
+
+
+def device_of(result: dict) -> str:
+    """The device a run trained on: its accelerator (e.g. ``"NVIDIA H200"``) or ``"CPU"``."""
+    accelerator = (result.get("hardware") or {}).get("accelerator")
+    if not accelerator:
+        return "unknown"
+    return "CPU" if accelerator.startswith("none") else accelerator
+
+
+#: The engine of records written before records named theirs: Keras's ``fit`` path.
+DEFAULT_ENGINE = "fit"
+
+
 def paper_experiment(config: dict) -> str | None:
     """The row of the paper's table a run belongs to: the paper's experiment with
     the same model, data, pruning and weight sharing (None if there is none)."""
@@ -110,7 +137,9 @@ def load_records(root) -> pd.DataFrame:
     epochs_run, paper_epochs, train_fraction, n_train, n_test, paper_experiment
     (:func:`paper_experiment`), best_epoch, best_val_accuracy,
     test_accuracy_at_best_val, final_test_accuracy, best_test_accuracy_any_epoch,
-    paper_accuracy, test_set, wall_time_s, accelerator, date, commit, and the
+    paper_accuracy, test_set, wall_time_s, accelerator, device (:func:`device_of`),
+    engine (:data:`DEFAULT_ENGINE` when the record names none), batch_size,
+    steps (:func:`steps_run`), synced (:func:`synced`), date, commit, and the
     last epoch's other BatchNorm evaluations (NaN where a run has none):
     final_test_accuracy_stale_bn (LaPerm, statistics left from before the
     sync) and final_test_accuracy_recalibrated_bn_adam (Adam, statistics
@@ -119,9 +148,12 @@ def load_records(root) -> pd.DataFrame:
     number = lambda v: float("nan") if v is None else float(v)
     rows = []
     for folder, r in iter_runs(root):
+        settings = run_settings(r)
+        steps = steps_run(r["scale"]["n_train"], r["config"]["batch_size"],
+                          r["scale"]["epochs_run"])
         rows.append({
             "run": folder.name,
-            **run_settings(r),
+            **settings,
             "n_test": r["scale"].get("n_test"),
             "paper_experiment": paper_experiment(r["config"]),
             "best_epoch": r["best_epoch"],
@@ -136,6 +168,11 @@ def load_records(root) -> pd.DataFrame:
             "test_set": r.get("test_set"),
             "wall_time_s": r.get("wall_time_s"),
             "accelerator": (r.get("hardware") or {}).get("accelerator"),
+            "device": device_of(r),
+            "engine": r.get("engine") or DEFAULT_ENGINE,
+            "batch_size": r["config"]["batch_size"],
+            "steps": steps,
+            "synced": synced(settings["optimizer"], steps, r["config"]["sync_period"]),
             "date": r.get("date"),
             "commit": r.get("commit"),
             "snapshot_of": r.get("snapshot_of"),
@@ -148,14 +185,15 @@ def latest_snapshots(records: pd.DataFrame) -> pd.DataFrame:
 
     A run in progress is committed as partial records (``snapshot_of`` names
     the run, e.g. ``conv2_laperm_s0_e8`` and ``…_e21``); only the snapshot with
-    the most epochs of each run and source is kept, so a table never lists the
-    same run twice.
+    the most epochs of each run, source, device and engine is kept, so a table
+    never lists the same run twice, and a record of one device never replaces
+    one of another (the H200's ``conv2_laperm_s0`` beside the CPU's).
     """
     if records.empty or "snapshot_of" not in records:
         return records
     snap = records["snapshot_of"].notna()
     of = records.loc[snap, "snapshot_of"].str.split(" ").str[0]  # "conv2_laperm_s0 (in progress, …)"
-    keys = [of] + ([records.loc[snap, "source"]] if "source" in records else [])
+    keys = [of] + [records.loc[snap, c] for c in ("source", "device", "engine") if c in records]
     newest = records[snap].sort_values("epochs_run").groupby(keys).tail(1)
     return pd.concat([records[~snap], newest]).sort_index()
 
@@ -387,17 +425,34 @@ def input_comparison(records: pd.DataFrame, metric: str = "test_accuracy_at_best
     return out
 
 
+#: What must be equal for two runs to be compared, beside their paper experiment:
+#: where they come from, their scale, input, training images, arithmetic and hardware.
+COMPARABLE = ["source", "scale", "preprocessing", "n_train", "precision", "kernels",
+              "device", "engine"]
+
+
+def only_synced(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` without the LaPerm runs that never synced (:func:`synced`).
+
+    Every table that calls a run LaPerm reads its records through this.
+    """
+    if records.empty or "synced" not in records:
+        return records
+    return records[records["synced"].astype(bool)]
+
+
 def laperm_adam_pairs(records: pd.DataFrame, metric: str = "test_accuracy_at_best_val"
                       ) -> pd.DataFrame:
     """Each group of LaPerm runs beside its Adam baseline (Section 5: LaPerm
     trains about as well as Adam on the same networks).
 
-    LaPerm runs are grouped by experiment, source, scale and :func:`variant`.
-    Their baseline is the Adam run of the same paper experiment, input
-    preprocessing, training images and source (Conv7 with k = 20 and k = 1200
-    share one): at the same scale, else at the nearest number of epochs; among
-    those, at the same precision if there is one.  Accuracies are means over
-    seeds.
+    LaPerm runs that synced at least once (:func:`only_synced`) are grouped by
+    experiment, :func:`variant` and :data:`COMPARABLE` (source, scale, input,
+    training images, precision, kernels, device, engine); their baseline is
+    the Adam runs of the same paper experiment that agree on all of
+    :data:`COMPARABLE` (Conv7 with k = 20 and k = 1200 share one).  A group
+    without such a baseline has no row: runs at another scale, precision or
+    device are never compared.  Accuracies are means over seeds.
 
     Args:
         records: :func:`latest_snapshots` of :func:`load_sources` (or
@@ -406,47 +461,85 @@ def laperm_adam_pairs(records: pd.DataFrame, metric: str = "test_accuracy_at_bes
 
     Returns:
         One row per group that has a baseline, in the paper's order:
-        ``experiment, source, scale, variant`` (``"–"`` for the paper's
-        settings), ``seeds``, ``LaPerm``, ``Adam``, ``Adam's run`` (how the
-        baseline's scale or precision differs, or ``"same"``), ``paper_input``
-        and ``LaPerm − Adam (points)``.
+        ``experiment, source, device, scale, variant`` (``"–"`` for the
+        paper's settings), ``kernels``, ``seeds`` (LaPerm), ``Adam seeds``,
+        ``LaPerm``, ``Adam``, ``paper_input``, ``model`` and ``LaPerm − Adam
+        (points)``.
     """
     from laperm.paper import PAPER_ACCURACY
 
     if records.empty:
         return pd.DataFrame()
-    df = records.assign(source=records["source"] if "source" in records else "records")
+    df = only_synced(records.assign(
+        source=records["source"] if "source" in records else "records"))
+    for column, default in (("device", "unknown"), ("engine", DEFAULT_ENGINE),
+                            ("kernels", "keras")):
+        if column not in df:
+            df = df.assign(**{column: default})
     adams = df[df["optimizer"] == "adam"]
     order = list(PAPER_ACCURACY)
     rows = []
-    for (exp, source, scale, variant_name), g in df[df["optimizer"] == "laperm"].groupby(
-            ["experiment", "source", "scale", "variant"]):
+    for (exp, variant_name, *key), g in df[df["optimizer"] == "laperm"].groupby(
+            ["experiment", "variant", *COMPARABLE], dropna=False):
         first = g.iloc[0]
-        base = adams[(adams["source"] == source)
-                     & (adams["paper_experiment"] == first["paper_experiment"])
-                     & (adams["preprocessing"] == first["preprocessing"])
-                     & (adams["n_train"] == first["n_train"])]
-        if not len(base):
+        same = adams[(adams["paper_experiment"] == first["paper_experiment"])
+                     & np.logical_and.reduce([adams[c] == v for c, v in zip(COMPARABLE, key)])]
+        if not len(same):
             continue
-        distance = (base["epochs_run"] - first["epochs_run"]).abs()
-        same = base[distance == distance.min()]
-        if (same["precision"] == first["precision"]).any():
-            same = same[same["precision"] == first["precision"]]
-        differs = [] if same["scale"].iloc[0] == scale else [same["scale"].iloc[0]]
-        if same["precision"].iloc[0] != first["precision"]:
-            differs.append(same["precision"].iloc[0])
-        rows.append({"experiment": exp, "source": source, "scale": scale,
-                     "variant": variant_name or "–", "seeds": g["seed"].nunique(),
+        rows.append({"experiment": exp, "source": first["source"], "device": first["device"],
+                     "scale": first["scale"], "variant": variant_name or "–",
+                     "kernels": first["kernels"], "seeds": g["seed"].nunique(),
+                     "Adam seeds": same["seed"].nunique(),
                      "LaPerm": g[metric].mean(), "Adam": same[metric].mean(),
-                     "Adam's run": ", ".join(differs) or "same",
-                     "paper_input": bool(first["paper_input"]),
+                     "paper_input": bool(first["paper_input"]), "model": first["model"],
                      "order": order.index(first["paper_experiment"])
                      if first["paper_experiment"] in order else len(order)})
     if not rows:
         return pd.DataFrame()
-    out = pd.DataFrame(rows).sort_values(["order", "experiment", "source"], kind="stable")
+    out = pd.DataFrame(rows).sort_values(["order", "experiment", "source", "device"],
+                                         kind="stable")
     out["LaPerm − Adam (points)"] = (out["LaPerm"] - out["Adam"]) * 100
     return out.drop(columns="order").reset_index(drop=True)
+
+
+def headline_pairs(records: pd.DataFrame) -> pd.DataFrame:
+    """LaPerm against Adam with BatchNorm statistics handled alike on both sides.
+
+    For a model without BatchNorm (Conv7, F1, F2) the pair of
+    :func:`laperm_adam_pairs` is compared at the epoch chosen on validation.
+    For a model with BatchNorm, LaPerm's accuracies are measured with
+    statistics re-estimated after the sync while Adam's are as trained; the
+    headline is then the last epoch with both re-estimated
+    (:func:`final_epoch_batchnorm_pairs`), and a pair without that
+    measurement on both sides is left out.
+
+    Args:
+        records: :func:`latest_snapshots` of :func:`load_sources` rows.
+
+    Returns:
+        ``experiment, source, device, scale, variant, seeds, LaPerm, Adam,
+        BatchNorm`` (how it was handled), ``LaPerm − Adam (points)``.
+    """
+    from laperm.models import has_batchnorm
+
+    pairs = laperm_adam_pairs(records)
+    if pairs.empty:
+        return pd.DataFrame()
+    keys = ["experiment", "source", "device", "scale", "variant"]
+    plain = pairs[~pairs["model"].map(has_batchnorm)].assign(
+        BatchNorm="none in the model (epoch chosen on validation)")
+    alike = final_epoch_batchnorm_pairs(records)
+    if len(alike):
+        alike = alike.rename(columns={"LaPerm re-estimated": "LaPerm",
+                                      "Adam re-estimated": "Adam",
+                                      "LaPerm − Adam, both re-estimated (points)":
+                                      "LaPerm − Adam (points)"})
+        alike = alike.assign(BatchNorm="re-estimated on both sides (last epoch)")
+    columns = keys + ["seeds", "LaPerm", "Adam", "BatchNorm", "LaPerm − Adam (points)"]
+    out = pd.concat([plain[columns]] + ([alike[columns]] if len(alike) else []))
+    order = {e: i for i, e in enumerate(pairs["experiment"].drop_duplicates())}
+    return out.sort_values("experiment", key=lambda c: c.map(order), kind="stable"
+                           ).reset_index(drop=True)
 
 
 def final_epoch_batchnorm_pairs(records: pd.DataFrame) -> pd.DataFrame:
@@ -465,9 +558,9 @@ def final_epoch_batchnorm_pairs(records: pd.DataFrame) -> pd.DataFrame:
             :func:`load_records`) rows.
 
     Returns:
-        One row per pair of :func:`laperm_adam_pairs` at the same scale and
-        precision where both sides have these measurements: ``experiment,
-        source, scale, variant, seeds``, ``LaPerm re-estimated``, ``Adam
+        One row per pair of :func:`laperm_adam_pairs` (same scale, precision,
+        kernels and device) where both sides have these measurements:
+        ``experiment, source, device, scale, variant, kernels, seeds``, ``LaPerm re-estimated``, ``Adam
         re-estimated``, ``LaPerm stale``, ``Adam as trained`` (means over
         seeds), ``Adam: re-estimated − as trained (points)``, ``LaPerm − Adam,
         both re-estimated (points)`` and ``LaPerm − Adam, neither (points)``.
@@ -486,9 +579,8 @@ def final_epoch_batchnorm_pairs(records: pd.DataFrame) -> pd.DataFrame:
     if both.empty:
         return pd.DataFrame()
     neither = laperm_adam_pairs(df, "neither")
-    keys = ["experiment", "source", "scale", "variant"]
+    keys = ["experiment", "source", "device", "scale", "variant", "kernels"]
     out = both.merge(neither[keys + ["LaPerm", "Adam"]], on=keys, suffixes=("", " neither"))
-    out = out[out["Adam's run"] == "same"]
     if out.empty:
         return pd.DataFrame()
     out = out.rename(columns={"LaPerm": "LaPerm re-estimated", "Adam": "Adam re-estimated",
@@ -498,7 +590,7 @@ def final_epoch_batchnorm_pairs(records: pd.DataFrame) -> pd.DataFrame:
         out["Adam re-estimated"] - out["Adam as trained"]) * 100
     out["LaPerm − Adam, both re-estimated (points)"] = out.pop("LaPerm − Adam (points)")
     out["LaPerm − Adam, neither (points)"] = (out["LaPerm stale"] - out["Adam as trained"]) * 100
-    return out.drop(columns=["Adam's run", "paper_input"]).reset_index(drop=True)
+    return out.drop(columns=["paper_input", "model", "Adam seeds"]).reset_index(drop=True)
 
 
 #: The former name of :func:`measurement_checks`.
@@ -621,7 +713,7 @@ def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
     """
     from laperm.experiment import EXPERIMENTS, PAPER_ACCURACY
 
-    every = records.copy()
+    every = only_synced(records).copy()
     if "source" not in every:
         every["source"] = "records"
     df = every[every["paper_input"]] if "paper_input" in every else every
@@ -658,5 +750,89 @@ def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
             full_train = (model["n_train"] / model["train_fraction"]).max()
             row.update(images_per_s=ips,
                        paper_scale_hours=full_train * ref.paper_epochs / ips / 3600)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+#: The shares of its final test accuracy a run must reach (the speed claim).
+CONVERGENCE_FRACTIONS = (0.90, 0.95, 0.99)
+
+
+def epochs_to_reach(test_accuracy, fractions=CONVERGENCE_FRACTIONS) -> list[float]:
+    """The first epoch (1-based) at which a run's test accuracy reaches each
+    fraction of its final (last epoch's) test accuracy; NaN if never.
+
+    >>> epochs_to_reach([0.5, 0.8, 0.9, 1.0])
+    [3.0, 4.0, 4.0]
+    """
+    acc = np.asarray(test_accuracy, dtype=float)
+    if not len(acc):
+        return [np.nan] * len(fractions)
+    out = []
+    for f in fractions:
+        hit = np.flatnonzero(acc >= f * acc[-1])
+        out.append(float(hit[0] + 1) if len(hit) else np.nan)
+    return out
+
+
+def convergence_table(records: pd.DataFrame, histories: pd.DataFrame,
+                      fractions=CONVERGENCE_FRACTIONS) -> pd.DataFrame:
+    """How many epochs LaPerm and Adam need to reach 90/95/99 % of their final
+    test accuracy (the paper's claim: LaPerm trains with speed similar to or
+    better than Adam, Section 5).
+
+    Runs are paired as in :func:`laperm_adam_pairs` (LaPerm runs that synced;
+    the same paper experiment, variant, source, input, training images,
+    precision, kernels, device and engine, on the seeds both sides ran)
+    except that their numbers of epochs may differ: per seed the longest run
+    of each side is taken, and
+    every run is cut to the epochs all of them reached, so "final" is the test
+    accuracy at that common last epoch on both sides.  Epochs are means over
+    seeds.
+
+    Args:
+        records: :func:`load_records` (or :func:`load_sources`) rows.
+        histories: :func:`load_histories` of the same runs (``run``, ``epoch``,
+            ``test_accuracy``).
+
+    Returns:
+        One row per pair: ``experiment, device, variant, epochs`` (compared),
+        ``seeds``, ``LaPerm final``, ``Adam final`` and, per fraction f,
+        ``LaPerm f`` and ``Adam f`` (epochs, e.g. ``"LaPerm 90%"``).
+    """
+    if records.empty or histories.empty:
+        return pd.DataFrame()
+    df = only_synced(records.assign(
+        source=records["source"] if "source" in records else "records"))
+    df = df[df["run"].isin(set(histories["run"]))]
+    keys = [c for c in COMPARABLE if c != "scale"]
+    for column, default in (("device", "unknown"), ("engine", DEFAULT_ENGINE)):
+        if column not in df:
+            df = df.assign(**{column: default})
+    longest = df.sort_values("epochs_run").groupby(
+        ["experiment", "optimizer", "variant", "seed", *keys], dropna=False).tail(1)
+    adams = longest[longest["optimizer"] == "adam"]
+    curves = {run: h.sort_values("epoch")["test_accuracy"].to_numpy()
+              for run, h in histories.groupby("run")}
+    rows = []
+    for (exp, variant_name, *key), lap in longest[longest["optimizer"] == "laperm"].groupby(
+            ["experiment", "variant", *keys], dropna=False):
+        first = lap.iloc[0]
+        adam = adams[(adams["paper_experiment"] == first["paper_experiment"])
+                     & np.logical_and.reduce([adams[c] == v for c, v in zip(keys, key)])]
+        seeds = set(lap["seed"]) & set(adam["seed"])
+        if not seeds:
+            continue
+        lap, adam = lap[lap["seed"].isin(seeds)], adam[adam["seed"].isin(seeds)]
+        runs = {"LaPerm": list(lap["run"]), "Adam": list(adam["run"])}
+        common = min(len(curves[r]) for side in runs.values() for r in side)
+        row = {"experiment": exp, "device": first["device"], "variant": variant_name or "–",
+               "epochs": common, "seeds": lap["seed"].nunique()}
+        for side, names in runs.items():
+            cut = [curves[r][:common] for r in names]
+            row[f"{side} final"] = float(np.mean([c[-1] for c in cut]))
+            reach = np.array([epochs_to_reach(c, fractions) for c in cut])
+            for f, epochs in zip(fractions, reach.mean(axis=0)):
+                row[f"{side} {f:.0%}"] = epochs
         rows.append(row)
     return pd.DataFrame(rows)

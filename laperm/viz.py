@@ -1103,3 +1103,31 @@ def plot_run_curves(
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
                ncol=1 if max((len(t) for t in labels), default=0) > 40 else 2, frameon=False)
     return fig
+
+
+def plot_convergence(table: pd.DataFrame, width: float = 7.2):
+    """Epochs LaPerm and Adam need to reach 90/95/99 % of their final test accuracy.
+
+    One panel per fraction, one row per pair of :func:`laperm.records.convergence_table`
+    (labelled with its device, variant and the epochs compared), LaPerm and Adam
+    side by side.  Returns the figure, or None when the table is empty.
+    """
+    if table is None or table.empty:
+        return None
+    fractions = [c.removeprefix("LaPerm ") for c in table.columns
+                 if c.startswith("LaPerm ") and c.endswith("%")]
+    labels = [f"{e} ({d}{'' if v == '–' else ', ' + v}; {n} ep.)" for e, d, v, n in
+              zip(table["experiment"], table["device"], table["variant"], table["epochs"])]
+    long = pd.concat([
+        pd.DataFrame({"pair": labels, "optimizer": side, "fraction": f,
+                      "epochs": table[f"{side} {f}"]})
+        for side in ("LaPerm", "Adam") for f in fractions])
+    fig, axes = plt.subplots(1, len(fractions), figsize=(width, 0.35 * len(table) + 1.6),
+                             sharey=True)
+    for ax, f in zip(np.atleast_1d(axes), fractions):
+        sns.barplot(data=long[long["fraction"] == f], y="pair", x="epochs", hue="optimizer",
+                    hue_order=["LaPerm", "Adam"], ax=ax, legend=ax is np.atleast_1d(axes)[-1])
+        ax.set_title(f"to {f} of final", fontsize=10)
+        ax.set_ylabel("")
+    fig.tight_layout()
+    return fig

@@ -257,29 +257,28 @@ def test_the_precision_check_compares_runs_of_the_paper_input(tmp_path):
     assert check.loc["mixed_bfloat16", "mean"] == pytest.approx(0.61)
 
 
-def test_an_adam_baseline_is_the_nearest_in_epochs_then_in_precision(tmp_path):
-    """A reduced bfloat16 LaPerm run is set beside the Adam run nearest in epochs
-    (whatever its precision), not beside a paper-scale Adam run of its precision."""
+def test_an_adam_baseline_shares_scale_precision_and_device(tmp_path):
+    """A LaPerm run is set beside Adam runs of its scale, precision and device only."""
     base = dict(train_fraction=0.02, validation_size=500, sync_period=7)
     bf16 = dict(base, precision="mixed_bfloat16")
     write_run(tmp_path / "laperm_bf16_e3", paper_config("f1", epochs=3, **bf16),
               [(0.70, 0.71)] * 3)
-    write_run(tmp_path / "adam_e2", paper_config("f1", epochs=2, **base).adam_baseline(),
-              [(0.80, 0.80)] * 2)
-    write_run(tmp_path / "adam_bf16_e10", paper_config("f1", epochs=10, **bf16).adam_baseline(),
-              [(0.90, 0.95)] * 10)
+    write_run(tmp_path / "adam_e3", paper_config("f1", epochs=3, **base).adam_baseline(),
+              [(0.80, 0.80)] * 3)  # float32: not its baseline
+    write_run(tmp_path / "adam_bf16_e4", paper_config("f1", epochs=4, **bf16).adam_baseline(),
+              [(0.90, 0.95)] * 4)  # another scale: not its baseline
+    write_run(tmp_path / "adam_bf16_e3_gpu", paper_config("f1", epochs=3, **bf16).adam_baseline(),
+              [(0.90, 0.95)] * 3, accelerator="NVIDIA H200")  # another device
+    assert records.laperm_adam_pairs(records.load_records(tmp_path)).empty
+    write_run(tmp_path / "adam_bf16_e3", paper_config("f1", epochs=3, **bf16).adam_baseline(),
+              [(0.85, 0.85)] * 3)
     pairs = records.laperm_adam_pairs(records.load_records(tmp_path))
     assert len(pairs) == 1
     row = pairs.iloc[0]
-    assert (row["experiment"], row["variant"], row["seeds"]) == ("f1", "mixed_bfloat16", 1)
-    assert row["Adam"] == pytest.approx(0.80) and row["LaPerm"] == pytest.approx(0.71)
-    assert row["LaPerm − Adam (points)"] == pytest.approx(-9.0)
-    assert "2 of 10 epochs" in row["Adam's run"] and row["Adam's run"].endswith("float32")
-    # an Adam run as near in epochs and of the same precision is preferred
-    write_run(tmp_path / "adam_bf16_e4", paper_config("f1", epochs=4, **bf16).adam_baseline(),
-              [(0.85, 0.85)] * 4)
-    row = records.laperm_adam_pairs(records.load_records(tmp_path)).iloc[0]
-    assert row["Adam"] == pytest.approx(0.85) and "float32" not in row["Adam's run"]
+    assert (row["experiment"], row["variant"], row["seeds"], row["device"]) == (
+        "f1", "mixed_bfloat16", 1, "CPU")
+    assert row["Adam"] == pytest.approx(0.85) and row["LaPerm"] == pytest.approx(0.71)
+    assert row["LaPerm − Adam (points)"] == pytest.approx(-14.0)
     assert records.laperm_adam_pairs(pd.DataFrame()).empty
 
 
@@ -291,7 +290,7 @@ def test_the_last_epoch_is_compared_with_batchnorm_statistics_treated_alike(tmp_
         result = json.loads((folder / "result.json").read_text())
         (folder / "result.json").write_text(json.dumps({**result, **final}))
 
-    cfg = paper_config("conv2", epochs=2, train_fraction=0.1)
+    cfg = paper_config("conv2", epochs=2, train_fraction=0.1, sync_period=100)
     with_final(tmp_path / "laperm", cfg, 0.70, final_test_accuracy_stale_bn=0.60)
     with_final(tmp_path / "adam", cfg.adam_baseline(), 0.75,
                final_test_accuracy_recalibrated_bn_adam=0.78)

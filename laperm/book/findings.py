@@ -18,11 +18,14 @@ import pandas as pd
 
 from laperm.book.layout import results_dir
 
-#: Background colour of each status in the verdict table.
+#: Background colour of each kind of status (:func:`laperm.verdict.status_kind`).
 STATUS_COLOURS = {
     "reproduced": "#d4edda",
+    "consistent": "#e8f4ea",
+    "above the paper": "#e8f4ea",
+    "below the paper": "#fdecea",
     "not reproduced": "#f8d7da",
-    "not tested at the paper's scale": "#eceff1",
+    "not tested": "#eceff1",
 }
 
 
@@ -53,19 +56,31 @@ def committed_verdict() -> pd.DataFrame:
 
 
 def verdict_html(table: pd.DataFrame) -> str:
-    """The verdict as an HTML table (status coloured, rows linked to their pages)."""
+    """The verdict as an HTML table (status coloured, rows linked to their pages).
+
+    Columns: the paper's row and number, ours (mean over seeds and the 95 %
+    interval, :mod:`laperm.verdict`), seeds, test images, Adam at the same
+    settings, what differs from the paper's settings, the status and why.
+    """
+    from laperm.verdict import status_kind
+
     pct = lambda v: "–" if v != v else f"{v:.2%}"  # noqa: E731
-    head = ("<thead><tr><th>row of the paper</th><th>paper</th><th>LaPerm (ours)</th>"
-            "<th>Adam</th><th>status</th><th>why</th></tr></thead>")
+    head = ("<thead><tr><th>row of the paper</th><th>paper</th><th>LaPerm (ours): mean "
+            "[95% interval]</th><th>seeds</th><th>test images (paper)</th><th>Adam (ours)</th>"
+            "<th>differs from the paper</th><th>status</th><th>why</th></tr></thead>")
     body = []
     for r in table.itertuples():
         name = html.escape(row_label(r.experiment))
         if r.page:
             name = f'<a href="{r.page}.html">{name}</a>'
-        ours = pct(r.ours) + (f" <small>({r.seeds} seeds)</small>" if r.seeds > 1 else "")
-        colour = STATUS_COLOURS.get(r.status, "white")
+        ours = "–" if r.ours != r.ours else f"{r.ours:.2%} [{r.low:.2%}, {r.high:.2%}]"
+        n_test = ("–" if r.n_test != r.n_test else f"{r.n_test:,.0f}") + f" ({r.paper_n_test:,})"
+        adam = pct(r.adam) + (f" <small>({r.adam_n} seed{'s' * (r.adam_n > 1)})</small>"
+                              if r.adam_n else "")
+        colour = STATUS_COLOURS.get(status_kind(r.status), "white")
         body.append(
-            f"<tr><td>{name}</td><td>{pct(r.paper)}</td><td>{ours}</td><td>{pct(r.adam)}</td>"
+            f"<tr><td>{name}</td><td>{pct(r.paper)}</td><td>{ours}</td><td>{r.n}</td>"
+            f"<td>{n_test}</td><td>{adam}</td><td>{html.escape(r.differs or '–')}</td>"
             f'<td style="background:{colour}"><b>{html.escape(r.status)}</b></td>'
             f"<td>{html.escape(r.why)}</td></tr>")
     return (f'<table class="dataframe verdict" border="0">{head}<tbody>{"".join(body)}'
@@ -73,29 +88,42 @@ def verdict_html(table: pd.DataFrame) -> str:
 
 
 def verdict_summary(table: pd.DataFrame) -> str:
-    """One sentence: how many rows are reproduced, not reproduced and not tested."""
-    from laperm.verdict import counts
+    """One sentence: how many rows have each kind of status, and which."""
+    from laperm.verdict import counts, status_kind
 
-    c = counts(table)
-    names = lambda s: ", ".join(row_label(e) for e in table.loc[table["status"] == s, "experiment"])  # noqa: E731
+    kinds = table["status"].map(status_kind) if len(table) else pd.Series(dtype=str)
     parts = []
-    for status, n in c.items():
+    for kind, n in counts(table).items():
         if n:
-            parts.append(f"**{n} {status}** ({names(status)})")
+            names = ", ".join(row_label(e) + (f" ({s.split(' (', 1)[1]}" if " (" in s else "")
+                              for e, s in zip(table.loc[kinds == kind, "experiment"],
+                                              table.loc[kinds == kind, "status"]))
+            label = "not tested at the paper's scale" if kind == "not tested" else kind
+            parts.append(f"**{n} {label}** ({names})")
     return f"Of the paper's {len(table)} rows: " + "; ".join(parts) + "."
 
 
 def verdict_legend() -> str:
-    """What the three statuses mean (from the rule in :mod:`laperm.verdict`)."""
-    from laperm.verdict import TOLERANCE_POINTS
+    """What the statuses and the interval mean (from the rules in :mod:`laperm.verdict`)."""
+    from laperm.verdict import MIN_SEEDS, PAPER_PRECISION, Z, binomial_se
 
-    return (f"*Reproduced*: a run at the paper's settings at most {TOLERANCE_POINTS:g} point "
-            "below the paper's number (or two standard errors of our test set, if more). "
-            "*Not reproduced*: further below. *Not tested at the paper's scale*: only shorter "
-            "runs so far (fewer epochs or training images), which say little about the final "
-            "accuracy; the reason gives how far the largest run went and what a paper-scale "
-            "run would cost here. Ours: test accuracy at the epoch with the best validation "
-            "accuracy, on synchronised weights.")
+    return (f"*Ours*: the mean over seeds of the test accuracy at the epoch with the best "
+            f"validation accuracy, on synchronised weights, with an interval of ±{Z:g} times "
+            "the error of a single run: the spread between seeds combined with the test set's "
+            f"binomial standard error ({binomial_se(0.78, 1000) * 100:.1f} points at 78% on "
+            f"1,000 images, {binomial_se(0.82, 10_000) * 100:.1f} at 82% on 10,000). Runs on different devices, precisions or kernels are never averaged; "
+            "the row shows the group at the paper's settings with the most seeds, all groups "
+            "are on the Results page. "
+            f"*Reproduced*: at least {MIN_SEEDS} seeds at the paper's scale, input and "
+            f"precision ({PAPER_PRECISION}), and the paper's number inside the interval. *Not "
+            "reproduced*: the same, with the paper's number above it. *Consistent*, *below* or "
+            "*above the paper (n seeds)*: the paper's number inside, above or below the "
+            f"interval of fewer than {MIN_SEEDS} seeds, or of runs at another precision. *Not "
+            "tested at the paper's scale*: only shorter runs (fewer epochs or training images), "
+            "which say little about the final accuracy; *why* gives the largest run and what a "
+            "paper-scale run would cost at the rate this project's runs trained. *Differs*: "
+            "how the runs depart from the paper's protocol (the authors trained on every "
+            "training image and chose the epoch on the test set).")
 
 
 def show_verdict(table: pd.DataFrame) -> None:
@@ -138,3 +166,21 @@ def run_findings(table: pd.DataFrame) -> list[str]:
             gap = (r["test acc at best val"] - same["test acc at best val"].iloc[0]) * 100
             lines.append(f"{label} − {same.index[0]}: {gap:+.2f} points at the same scale.")
     return lines
+
+
+def readme_title(table: pd.DataFrame) -> str:
+    """The README's first line: what holds, from the verdict (kept equal by a test)."""
+    from laperm.verdict import MIN_SEEDS, counts, status_kind
+
+    kinds = table["status"].map(status_kind)
+    c = counts(table)
+    parts = [f"{c['reproduced']} of {len(table)} rows reproduced ({MIN_SEEDS} seeds needed)"]
+    for kind in ("consistent", "above the paper", "below the paper", "not reproduced"):
+        if c[kind]:
+            names = ", ".join(row_label(e) for e in table.loc[kinds == kind, "experiment"])
+            parts.append(f"{names} {kind}" + (f" on fewer than {MIN_SEEDS} seeds or another "
+                                                "precision" if kind != "not reproduced" else ""))
+    if c["not tested"]:
+        parts.append(f"{c['not tested']} not yet run at the paper's scale")
+    return ("# LaPerm companion: *Train-by-Reconnect* (Qiu & Suda, NeurIPS 2020) re-run: "
+            + "; ".join(parts))
