@@ -203,9 +203,10 @@ def test_lease_end_to_end_on_cpu(packed, tmp_path):
     assert "check: keras" in check.stdout and "jax" in check.stdout
     assert "parts here [1] of 2" in check.stdout
 
+    # the device engine, as the next lease runs it (the fit path ran on the H200 on 2026-12-04)
     proc = _lease("--no-install", "--experiments", "conv2", "--epochs", "2", "--train-fraction",
-                  "0.5", "--budget-s", "900", "--flush-s", "5", home=home, data=packed.calls[2],
-                  out=out)
+                  "0.5", "--budget-s", "900", "--flush-s", "5", "--engine", "device",
+                  home=home, data=packed.calls[2], out=out)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "part 1 of 2 here from an earlier call" in proc.stdout
     assert "part 2 of 2 carried in this call" in proc.stdout
@@ -247,10 +248,13 @@ def test_lease_end_to_end_on_cpu(packed, tmp_path):
             assert f"runs/{name}/{f}" in members, sorted(members)
     assert "runs/conv2-laperm.log" in members
     assert not any(m.endswith((".keras", ".h5")) for m in members)
+    with tarfile.open(out / "runs.tar.gz") as tar:
+        record = json.load(tar.extractfile("runs/conv2_laperm_s0_e2_f50/result.json"))
+    assert record["engine"] == "device" and record["host_round_trips_per_epoch"] > 0
 
     # a cut run (here: its last epoch and result taken away) is recorded as a reduced run
     lease_py = _module("lease")
-    args = SimpleNamespace(seeds=[0], engine="fit", epochs=2, train_fraction=0.5,
+    args = SimpleNamespace(seeds=[0], engine="device", epochs=2, train_fraction=0.5,
                            precision="float32")
     run = lease_py.Run("conv2", "laperm", home / "runs" / "conv2-laperm", args)
     folder = run.folder()
@@ -262,6 +266,7 @@ def test_lease_end_to_end_on_cpu(packed, tmp_path):
     lease_py.snapshots([run], env, time.monotonic() + 300, log=lambda s: None)
     made = json.loads((run.parent / "conv2_laperm_s0_e1_f50" / "result.json").read_text())
     assert made["scale"]["epochs_run"] == 1 and made["snapshot_of"].startswith("conv2_laperm_s0_e2_f50")
+    assert made["engine"] == "device"  # the snapshot names its run's engine
     assert run.folder() == folder  # the snapshot beside it is not taken for the run
 
 
