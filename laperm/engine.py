@@ -103,9 +103,10 @@ def check_engine(engine: str, precision: str = "float32", steps_per_call=None,
 def default_steps_per_call(steps: int) -> int:
     """All of an epoch's full batches in one call on an accelerator, one step per call on a CPU.
 
-    On a CPU, XLA ran convolutions about 10x slower inside ``lax.scan`` than in
-    a step called on its own (measured on a 2-core AMD EPYC, Conv7, JAX 0.10.2;
-    ``benchmarks/bench_engine.py`` measures it on any device).
+    On a CPU, XLA runs convolutions much slower inside ``lax.scan`` than in a
+    step called on its own (Conv7 on a 2-core AMD EPYC, JAX 0.10.2: 0.4 against
+    6.8 steps/s; ``benchmarks/results/engine_cpu.md``); ``benchmarks/bench_engine.py``
+    measures it on any device.
     """
     import jax
 
