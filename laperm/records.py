@@ -256,11 +256,15 @@ def comparison_table(records: pd.DataFrame, metric: str = "test_accuracy_at_best
     order = {name: i for i, name in enumerate(PAPER_ACCURACY)}
     reduced = [f"{e}/{pe} ep., {n:,} images" for e, pe, n in
                zip(records["epochs_run"], records["paper_epochs"], records["n_train"])]
+    synced_ = (records["synced"].astype(bool) if "synced" in records
+               else pd.Series(True, index=records.index))
+    # A LaPerm run that never synced is inner Adam under another name: said so, no paper number.
+    optimizer = np.where(synced_, records["optimizer"], "laperm (never synced)")
     df = records.assign(
         scale=np.where(records["scale"] == "paper scale", "paper scale", reduced),
-        ours=records[metric],
+        ours=records[metric], optimizer=optimizer,
         paper=[PAPER_ACCURACY.get(e) if o == "laperm" else None
-               for e, o in zip(records["paper_experiment"], records["optimizer"])],
+               for e, o in zip(records["paper_experiment"], optimizer)],
         minutes=records["wall_time_s"] / 60,
     )
     key = ["paper_experiment", "experiment", "variant", "optimizer", "k", "scale"]
@@ -357,6 +361,9 @@ def measurement_checks(root) -> pd.DataFrame:
             continue
         best_val_row = h.loc[h["val_accuracy"].idxmax()]
         settings = run_settings(r)
+        steps = steps_run(r["scale"]["n_train"], r["config"]["batch_size"], len(h))
+        if not synced(settings["optimizer"], steps, settings["k"]):
+            settings = {**settings, "optimizer": "laperm (never synced)"}
         row = {
             "run": folder.name,
             **{key: settings[key]

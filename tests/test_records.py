@@ -337,3 +337,20 @@ def test_a_long_run_at_both_precisions_is_compared_epoch_by_epoch(tmp_path):
     assert speed.precision_over_training(df, hist, min_epochs=26) is None
     assert speed.precision_over_training(df, hist, optimizer="adam") is None
     assert speed.precision_over_training(pd.DataFrame(), hist) is None
+
+
+def test_the_all_records_table_names_a_laperm_run_without_a_sync():
+    """A LaPerm run stopped before its first sync is listed as such, with no paper number."""
+    import pandas as pd
+
+    from laperm.records import comparison_table
+
+    base = {"paper_experiment": "conv13", "experiment": "conv13", "variant": "", "k": 1000,
+            "epochs_run": 1, "paper_epochs": 125, "n_train": 4500, "scale": "reduced",
+            "test_accuracy_at_best_val": 0.3, "best_test_accuracy_any_epoch": 0.31,
+            "n_test": 1000, "wall_time_s": 60.0}
+    records = pd.DataFrame([{**base, "optimizer": "laperm", "synced": False},
+                            {**base, "optimizer": "adam", "synced": True}])
+    t = comparison_table(records)
+    assert sorted(t["optimizer"]) == ["adam", "laperm (never synced)"]
+    assert set(t["paper"]) == {"–"}
