@@ -162,16 +162,21 @@ class DeviceTrainer:
             of an epoch (:func:`laperm.train.epoch_seed_states`).
         matmul_precision: ``"highest"`` (full float32) or ``"default"`` (TF32
             on NVIDIA GPUs).
+        devices: split every batch over this many devices (JAX's sharding of
+            the same program: the state and the data replicated, each batch's
+            images sharded; BatchNorm's statistics stay those of the whole
+            batch).  None or 1: the default device.
     """
 
     def __init__(self, config, model, splits, *, bn_index=None, epoch_seed_states=None,
-                 steps_per_call=None, matmul_precision="highest"):
+                 steps_per_call=None, matmul_precision="highest", devices=None):
         import jax.numpy as jnp
 
         from laperm import data
         from laperm.evaluation import laperm_of
 
         check_options(steps_per_call, matmul_precision)
+        self.mesh = device_mesh(devices, config.batch_size)
         self.config, self.model = config, model
         self.matmul_precision = matmul_precision
         optimizer = model.optimizer
@@ -208,6 +213,14 @@ class DeviceTrainer:
                          if self.layout.batchnorm and bn_index is not None else None)
         self._epoch_seed_states = epoch_seed_states
         self.state = self._state_from_model()
+        if self.mesh is not None:  # replicated on every device; batches are sharded in the step
+            import jax
+
+            replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+            self.state = jax.device_put(self.state, replicated)
+            self.train_data = jax.device_put(self.train_data, replicated)
+            self.eval_sets = {k: jax.device_put(v[:3], replicated) + (v[3],)
+                              for k, v in self.eval_sets.items()}
         self.round_trips = 0
         self._jit = {}
 
@@ -314,6 +327,7 @@ class DeviceTrainer:
         if self.aug_layers:
             x = self._augment(x, jax.random.fold_in(epoch_key, step))
         y = y_all[idx]
+        x, y = self._shard_batch(x), self._shard_batch(y)
 
         def loss_fn(tv):
             per_sample, correct, new_ntv, extra = self._losses(tv, ntv, x, y, training=True)
@@ -324,6 +338,15 @@ class DeviceTrainer:
         tv, ov = self.optimizer.stateless_apply(ov, grads, tv)
         # fit logs the mean of the batch losses weighted by the batch sizes
         return (tv, ntv, ov, sums + jnp.stack([loss * batch_len, correct])), None
+
+    def _shard_batch(self, x):
+        """``x`` split over the devices along its first axis (when it divides; traced)."""
+        if self.mesh is None or x.shape[0] % self.mesh.size:
+            return x
+        import jax
+
+        spec = jax.sharding.PartitionSpec("batch", *([None] * (x.ndim - 1)))
+        return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(self.mesh, spec))
 
     def _compiled_steps(self, n_steps: int, batch_len: int):
         """A jitted function running ``n_steps`` steps of ``batch_len`` images from step ``first``.
@@ -431,6 +454,7 @@ class DeviceTrainer:
             import jax.numpy as jnp
 
             def one(tv, ntv, xb, yb, mb):
+                xb, yb, mb = self._shard_batch(xb), self._shard_batch(yb), self._shard_batch(mb)
                 per_sample, correct, _, extra = self._losses(
                     tv, ntv, self._preprocess(xb), yb, training=False)
                 n_b = jnp.sum(mb)  # evaluate: batch means plus regularisers, by batch size
@@ -501,7 +525,7 @@ class DeviceTrainer:
                     object.__setattr__(layer, "momentum", momentum)
                 try:
                     _, ntv = self.model.stateless_call(
-                        tv, ntv, self._preprocess(x_all[idx]), training=True)
+                        tv, ntv, self._shard_batch(self._preprocess(x_all[idx])), training=True)
                 finally:
                     for layer, m in zip(self.layout.batchnorm, kept):
                         object.__setattr__(layer, "momentum", m)
@@ -591,6 +615,7 @@ class DeviceTrainer:
 
         device = jax.devices()[0]
         return {"engine": "device", "steps_per_call": self.steps_per_call,
+                "engine_devices": 1 if self.mesh is None else int(self.mesh.size),
                 "matmul_precision": ("highest (full float32)" if self.matmul_precision == "highest"
                                      else "default (TF32 on NVIDIA GPUs)"),
                 "jax_device": f"{device.platform}:{getattr(device, 'device_kind', '')}"}
@@ -603,6 +628,24 @@ def _momenta(count: int) -> np.ndarray:
     moving statistics the exact mean of the batch statistics seen so far.
     """
     return np.array([i / (i + 1) for i in range(count)], np.float32)
+
+
+def device_mesh(devices, batch_size: int):
+    """A one-axis mesh (``"batch"``) over the first ``devices`` devices, or None for one."""
+    if devices is None or devices == 1:
+        return None
+    import jax
+
+    there = jax.devices()
+    if isinstance(devices, bool) or not isinstance(devices, (int, np.integer)) or devices < 1:
+        raise EngineError(f"devices must be a positive integer; received {devices!r}.")
+    if devices > len(there):
+        raise EngineError(f"{devices} devices asked for, {len(there)} present "
+                          f"({there[0].platform}).")
+    if batch_size % devices:
+        raise EngineError(f"the batch of {batch_size} images does not split over {devices} "
+                          "devices; choose a number of devices that divides it.")
+    return jax.sharding.Mesh(np.array(there[:devices]), ("batch",))
 
 
 class _FoldInSeeds:

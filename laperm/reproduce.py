@@ -166,7 +166,8 @@ def main(argv=None) -> int:
     parser.add_argument("--devices", type=_positive_int, default=None,
                         help="train data-parallel on this many devices (GPUs; on a machine "
                              "without GPUs, CPU devices, for testing); the batch stays the "
-                             "paper's global batch")
+                             "paper's global batch (with --engine device: each batch is "
+                             "sharded over them by JAX)")
     args = parser.parse_args(argv)
     if args.export_dtype != "float32" and not args.export:
         parser.error("--export-dtype applies to exported weights: add --export")

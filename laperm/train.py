@@ -376,21 +376,25 @@ def run(
         StepsPerExecutionError: ``steps_per_execution`` is not a positive
             integer, does not divide an epoch's steps, or the backend is torch.
         laperm.engine.EngineError: an unknown engine, or the device engine
-            where it cannot run (another backend, mixed_float16, several
-            devices or ``steps_per_execution``).
+            where it cannot run (another backend, mixed_float16, more devices
+            than there are or than divide the batch, ``steps_per_execution``).
     """
     from laperm.devices import data_parallel
-    from laperm.engine import EngineError, check_engine
+    from laperm.engine import EngineError, check_engine, device_mesh
 
     _check_steps_per_execution(steps_per_execution)
     check_engine(engine, config.precision, steps_per_call, matmul_precision)
-    if engine == "device" and (steps_per_execution != 1 or (devices or 1) > 1):
-        raise EngineError("the device engine runs on one device and sets its own steps per "
-                          "call (steps_per_call); drop devices / steps_per_execution.")
-    engine_options = ({"steps_per_call": steps_per_call, "matmul_precision": matmul_precision}
+    if engine == "device":
+        device_mesh(devices, config.batch_size)  # refused before a folder is made
+    if engine == "device" and steps_per_execution != 1:
+        raise EngineError("the device engine sets its own steps per call (steps_per_call); "
+                          "drop steps_per_execution.")
+    engine_options = ({"steps_per_call": steps_per_call, "matmul_precision": matmul_precision,
+                       "devices": devices}
                       if engine == "device" else None)
 
-    with _dtype_policy(config.precision), data_parallel(devices):
+    # The device engine shards its batches itself (laperm.engine); fit uses Keras's distribution.
+    with _dtype_policy(config.precision), data_parallel(devices if engine == "fit" else None):
         return _run(config, out_dir, data_dir=data_dir, resume=resume, progress=progress,
                     allow_other_backend=allow_other_backend, devices=devices or 1,
                     steps_per_execution=int(steps_per_execution),
