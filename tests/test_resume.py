@@ -252,20 +252,25 @@ def test_a_folder_of_another_config_is_refused_and_not_touched(tmp_path, data_di
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
-def test_missing_data_leaves_no_folder(tmp_path):
+def test_missing_data_leaves_no_folder(tmp_path, monkeypatch):
+    """No local file and no download: DataNotFoundError says where it looked and
+    why the download failed, and no run folder is made."""
+    import re
+
+    from laperm import data
     from laperm.data import DataNotFoundError
 
-    empty = tmp_path / "empty"
-    empty.mkdir()
+    def offline(name):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(data, "_download_cached", offline)  # never the real network
+    monkeypatch.delenv("LAPERM_DATA_DIR", raising=False)
+    missing = tmp_path / "empty" / "mnist.npz"
     out = tmp_path / "run"
-    env_before = os.environ.pop("LAPERM_DATA_DIR", None)
-    try:
-        with pytest.raises((DataNotFoundError, Exception)) as info:
-            run(f1_small(epochs=1), out, data_dir=empty / "mnist.npz", progress=False)
-    finally:
-        if env_before is not None:
-            os.environ["LAPERM_DATA_DIR"] = env_before
-    assert isinstance(info.value, DataNotFoundError) or "mnist" in str(info.value)
+    with pytest.raises(DataNotFoundError, match=re.escape(
+            f"mnist dataset not found: no mnist.npz in {missing} and downloading with "
+            "keras.datasets.mnist.load_data() failed (OSError: network is unreachable).")):
+        run(f1_small(epochs=1), out, data_dir=missing, progress=False)
     assert not out.exists()
 
 
