@@ -31,8 +31,9 @@ trap summary EXIT
 timed setup bash scripts/setup.sh
 source scripts/env.sh
 echo "[test] data: ${LAPERM_DATA_DIR:-<none: data tests skip or download>}"
-timed "main suite" .venv/bin/python -m pytest -m "slow or book or not (slow or book)" \
-    --durations=25 "$@"
+# Two xdist workers (this project's CI has 2 cores); the book's tests share one (loadgroup).
+timed "main suite" .venv/bin/python -m pytest -n 2 --dist loadgroup \
+    -m "slow or book or not (slow or book)" --durations=25 "$@"
 echo "[test] the JAX tier, without TensorFlow"
 timed "JAX tier" bash scripts/test_jax.sh --durations=10
 echo "[test] the torch tier"
