@@ -304,7 +304,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path):
         tmp.write_text("partial")
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="No space left on device"):
         runfiles.atomic_write(target, write)
     assert list(tmp_path.iterdir()) == []
 
