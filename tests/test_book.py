@@ -22,9 +22,9 @@ import pytest
 from laperm.book.layout import Project
 from laperm.book.sections import section_names, toc_files
 
-# One xdist worker runs them all (pytest -n 2 --dist loadgroup): the smoke build,
-# a session fixture, is made once.
-pytestmark = [pytest.mark.book, pytest.mark.xdist_group("book")]
+# Under xdist one worker runs this whole file (scripts/test.sh: --dist loadfile), so the
+# smoke build, a session fixture, is made once.
+pytestmark = pytest.mark.book
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
