@@ -31,10 +31,9 @@ trap summary EXIT
 timed setup bash scripts/setup.sh
 source scripts/env.sh
 echo "[test] data: ${LAPERM_DATA_DIR:-<none: data tests skip or download>}"
-# Two xdist workers (this project's CI has 2 cores), each test file on one of them: the
-# book's smoke build (a session fixture) is made once.  (--dist loadgroup would split
-# files finer, but its xdist_group marks are ignored under pytest 9.2, pytest-xdist#1386.)
-timed "main suite" .venv/bin/python -m pytest -n 2 --dist loadfile \
+# Two xdist workers (this project's CI has 2 cores); the book's tests all run on one of
+# them, so its smoke build is made once (tests/conftest.py: pytest_xdist_make_scheduler).
+timed "main suite" .venv/bin/python -m pytest -n 2 \
     -m "slow or book or not (slow or book)" --durations=25 "$@"
 echo "[test] the JAX tier, without TensorFlow"
 timed "JAX tier" bash scripts/test_jax.sh --durations=10

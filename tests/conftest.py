@@ -92,3 +92,24 @@ def interrupt_run(monkeypatch):
             monkeypatch.setattr(train._EpochEnd, "epoch_end", original)
 
     return interrupt
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``pytest -n N`` (scripts/test.sh): tests go to the workers one by one,
+    except those of ``test_book.py``, which share the smoke build of the book (a
+    session fixture, so once per worker) and all run on one worker.
+
+    ``xdist_group`` marks with ``--dist loadgroup`` would say the same, but pytest 9.2
+    ignores them (pytest-xdist#1386); ``--dist loadfile`` keeps whole files together and
+    starts the files with the fewest tests, the slowest here, last.
+    """
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BookOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::")[0]
+            return path if path.endswith("test_book.py") else nodeid
+
+    return BookOnOneWorker(config, log)

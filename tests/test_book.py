@@ -22,8 +22,8 @@ import pytest
 from laperm.book.layout import Project
 from laperm.book.sections import section_names, toc_files
 
-# Under xdist one worker runs this whole file (scripts/test.sh: --dist loadfile), so the
-# smoke build, a session fixture, is made once.
+# Under xdist one worker runs this whole file (conftest.py: pytest_xdist_make_scheduler),
+# so the smoke build, a session fixture, is made once.
 pytestmark = pytest.mark.book
 
 REPO = Path(__file__).resolve().parents[1]
