@@ -2,16 +2,40 @@
 # Set everything up, then run the whole test suite, every tier: the fast tests,
 # the slow ones (training real runs) and the book (a smoke build of every page);
 # then the JAX tier (an environment without TensorFlow, scripts/test_jax.sh) and
-# the torch tier (scripts/test_torch.sh).
+# the torch tier (scripts/test_torch.sh).  Each tier lists its slowest tests
+# (--durations) and the script ends with each tier's wall time, so a slow test is
+# seen the day it lands.
 # Extra arguments go to the main suite's pytest (a later -m replaces the tier selection).
 # A bare `pytest` runs only the fast tier (pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+
+TIMES=()
+timed() {  # timed NAME COMMAND...: run COMMAND and record its wall time under NAME
+    local name="$1" start=$SECONDS status=0 s
+    shift
+    "$@" || status=$?
+    s=$((SECONDS - start))
+    TIMES+=("$(printf '%-10s %5d s = %d.%d min' "$name" "$s" $((s / 60)) $((s % 60 * 10 / 60)))$(
+        [ "$status" -eq 0 ] || echo " (failed: exit $status)")")
+    return "$status"
+}
+summary() {
+    echo "[test] wall time of each tier (load average now: $(cut -d' ' -f1-3 /proc/loadavg)):"
+    printf '[test]   %s\n' "${TIMES[@]}"
+    printf '[test]   %-10s %5d s = %d.%d min\n' total "$SECONDS" $((SECONDS / 60)) \
+        $((SECONDS % 60 * 10 / 60))
+}
+trap summary EXIT
+
+timed setup bash scripts/setup.sh
 source scripts/env.sh
 echo "[test] data: ${LAPERM_DATA_DIR:-<none: data tests skip or download>}"
-.venv/bin/python -m pytest -m "slow or book or not (slow or book)" "$@"
+# Two xdist workers (this project's CI has 2 cores); the book's tests all run on one of
+# them, so its smoke build is made once (tests/conftest.py: pytest_xdist_make_scheduler).
+timed "main suite" .venv/bin/python -m pytest -n 2 \
+    -m "slow or book or not (slow or book)" --durations=25 "$@"
 echo "[test] the JAX tier, without TensorFlow"
-bash scripts/test_jax.sh
+timed "JAX tier" bash scripts/test_jax.sh --durations=10
 echo "[test] the torch tier"
-bash scripts/test_torch.sh
+timed "torch tier" bash scripts/test_torch.sh --durations=10

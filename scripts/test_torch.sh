@@ -19,7 +19,6 @@ export KERAS_BACKEND=torch
 # Every tier but the book of these modules: the slow one is Conv7's resumed
 # run (augmentation and dropout of epoch e are functions of (seed, e)).
 .venv-torch/bin/python -m pytest -p no:cacheprovider -m "not book" \
-    -k "not test_core_under_backend" \
     tests/test_backends.py tests/test_ops.py tests/test_optimizer.py \
     tests/test_optimizer_safety.py tests/test_batchnorm.py tests/test_pipeline.py \
     tests/test_experiment.py tests/test_any_backend.py tests/test_steps_per_execution.py "$@"

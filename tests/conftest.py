@@ -38,6 +38,27 @@ def data_dir(shared_dir: Path) -> Path:
     return path
 
 
+#: Images of each dataset in :func:`small_data_dir`: (training, test).
+SMALL_DATA = {"mnist": (1000, 500), "cifar10": (450, 200)}
+
+
+@pytest.fixture(scope="session")
+def small_data_dir(data_dir: Path, tmp_path_factory) -> Path:
+    """The first few hundred images of each offline dataset, for tests of what a
+    run does rather than what it reaches: ``mnist.npz`` with 1000 training and
+    500 test images, ``cifar10.npz`` with 450 and 200 (with ``validation_size=200``
+    that is 250 training images: 5 steps of the paper's batch of 50)."""
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("small-data")
+    for name, (n_train, n_test) in SMALL_DATA.items():
+        with np.load(data_dir / f"{name}.npz") as d:
+            np.savez(folder / f"{name}.npz", x_train=d["x_train"][:n_train],
+                     y_train=d["y_train"][:n_train], x_test=d["x_test"][:n_test],
+                     y_test=d["y_test"][:n_test])
+    return folder
+
+
 @pytest.fixture(scope="session")
 def reference_checkpoints(shared_dir: Path) -> Path:
     """The authors' published weight files (``Conv7.h5`` ...)."""
@@ -71,3 +92,24 @@ def interrupt_run(monkeypatch):
             monkeypatch.setattr(train._EpochEnd, "epoch_end", original)
 
     return interrupt
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``pytest -n N`` (scripts/test.sh): tests go to the workers one by one,
+    except those of ``test_book.py``, which share the smoke build of the book (a
+    session fixture, so once per worker) and all run on one worker.
+
+    ``xdist_group`` marks with ``--dist loadgroup`` would say the same, but pytest 9.2
+    ignores them (pytest-xdist#1386); ``--dist loadfile`` keeps whole files together and
+    starts the files with the fewest tests, the slowest here, last.
+    """
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class BookOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::")[0]
+            return path if path.endswith("test_book.py") else nodeid
+
+    return BookOnOneWorker(config, log)

@@ -1,14 +1,13 @@
 """Keras backends: the core under other backends, no TensorFlow needed, a missing one told.
 
-Keras fixes its backend at import, so the backend-agnostic test modules are
-run again in a subprocess with ``KERAS_BACKEND`` set (slow tier); the JAX and
-torch tiers (scripts/test_jax.sh, scripts/test_torch.sh) run them in their own
-virtual environments, the JAX one without TensorFlow.
+Keras fixes its backend at import, so the backend-agnostic test modules (the
+ops, the optimizer and its safety, BatchNorm, the pipeline, experiments) run
+again in the JAX and torch tiers (scripts/test_jax.sh, scripts/test_torch.sh),
+each in its own virtual environment, the JAX one without TensorFlow.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -22,22 +21,17 @@ from laperm import backends
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-CORE_MODULES = ["test_ops.py", "test_optimizer.py", "test_optimizer_safety.py", "test_batchnorm.py"]
+CORE_MODULES = ["test_ops.py", "test_optimizer.py", "test_optimizer_safety.py", "test_batchnorm.py",
+                "test_pipeline.py", "test_experiment.py", "test_any_backend.py"]
 
 
-@pytest.mark.slow  # a second pytest session of the core modules (minutes)
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_core_under_backend(backend):
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed")
-    env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         *[str(TESTS / m) for m in CORE_MODULES]],
-        env=env, capture_output=True, text=True, timeout=1200,
-    )
-    tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
-    assert result.returncode == 0, f"core tests failed under KERAS_BACKEND={backend}:\n{tail}"
+@pytest.mark.parametrize("script", ["test_jax.sh", "test_torch.sh"])
+def test_the_jax_and_torch_tiers_run_the_core_modules(script):
+    """The core modules run under each other backend there (and no longer in a
+    second pytest session of the main suite)."""
+    text = (REPO / "scripts" / script).read_text()
+    missing = [m for m in CORE_MODULES if f"tests/{m}" not in text]
+    assert not missing, f"scripts/{script} does not run {missing}"
 
 
 def _python(code: str, backend: str, **kwargs) -> subprocess.CompletedProcess:

@@ -22,6 +22,8 @@ import pytest
 from laperm.book.layout import Project
 from laperm.book.sections import section_names, toc_files
 
+# Under xdist one worker runs this whole file (conftest.py: pytest_xdist_make_scheduler),
+# so the smoke build, a session fixture, is made once.
 pytestmark = pytest.mark.book
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,11 +74,13 @@ def test_every_section_executed_and_rendered(built_book):
     assert set(sections) <= status
 
 
-def test_every_toc_page_that_exists_is_built(built_book):
-    project = Project(root=REPO, build=built_book)
-    for entry in toc_files(project):
-        if (REPO / f"{entry}.md").is_file():
-            assert (built_book / "html" / f"{entry}.html").is_file(), entry
+def test_every_toc_page_is_built(built_book):
+    """Every entry of _toc.yml is a rendered page (test_pages.py checks that each
+    has its .md), the bibliography included."""
+    entries = toc_files(Project(root=REPO, build=built_book))
+    assert entries[0] == "book/00_introduction" and entries[-1] == "book/bibliography"
+    missing = [e for e in entries if not (built_book / "html" / f"{e}.html").is_file()]
+    assert not missing, f"in _toc.yml but not rendered: {missing}"
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).is_file(),
@@ -147,8 +151,12 @@ def test_cross_check_page_without_the_authors_code_says_what_to_do(data_dir, tmp
     assert "Not executed in this build:** the authors' code was not found" in text
     assert "pip install 'laperm[crosscheck]'" in text
     assert str(tmp_path) not in text and not any(o.get("output_type") == "error" for o in outputs)
-    # the committed seed tables are still shown
-    assert "the committed record" in text or "No distribution record" in text
+    # the committed seed tables are still shown, named by their record
+    record = json.loads((REPO / "results" / "crosscheck" / "distribution.json").read_text())
+    origin = (f"Source of the numbers: the committed record "
+              f"`results/crosscheck/distribution.json` ({record['scale']})")
+    assert json.dumps(origin)[1:-1] in text
+    assert f"commit {record['commit'][:10]}" in text
 
 
 def test_no_page_prints_a_local_path(built_book, data_dir):

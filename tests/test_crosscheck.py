@@ -57,12 +57,15 @@ def test_shims_live_only_in_the_authors_namespace(code):
     assert code.LaPerm.tf.argsort is tf.argsort  # everything else is TensorFlow's own
     assert keras.__version__.startswith("3.")
     assert sys.modules["tensorflow"] is tf and not isinstance(tf, cc._TensorFlowView)
-    if os.environ.get("TF_USE_LEGACY_KERAS") not in ("1", "true", "True"):
-        assert tf.keras.layers.Dense is keras.layers.Dense  # the process keeps Keras 3
+    # the process keeps Keras 3 (unless it asked TensorFlow for the legacy Keras itself)
+    legacy = os.environ.get("TF_USE_LEGACY_KERAS") in ("1", "true", "True")
+    assert (tf.keras.layers.Dense is keras.layers.Dense) is not legacy
     cast = code.weight_utils.np.cast["int32"](np.array([0.4, 1.0, 2.7]))
     assert cast.dtype == np.int32 and cast.tolist() == [0, 1, 2]
-    if int(np.__version__.split(".")[0]) >= 2:
-        assert not hasattr(np, "cast")  # the real numpy is untouched
+    # the real numpy is untouched: numpy 2 has no np.cast, numpy 1 keeps its own
+    assert code.weight_utils.np is not np
+    assert getattr(np, "cast", None) is not code.weight_utils.np.cast
+    assert hasattr(np, "cast") is (int(np.__version__.split(".")[0]) < 2)
     assert code.LaPerm.pbar is cc._trange
     assert set(code.sha256) == set(cc.AUTHORS_FILES)
 
@@ -94,10 +97,13 @@ def test_environment_variable_names_the_folder(monkeypatch, tmp_path):
     monkeypatch.setenv(cc.ENV_VAR, str(tmp_path / "nowhere"))
     with pytest.raises(cc.CrossCheckUnavailable, match=r"\$LAPERM_AUTHORS_CODE"):
         cc.find_authors_code()
-    real = cc.find_authors_code(_authors_dir()) if os.path.isdir(_authors_dir()) else None
-    if real is not None:
-        monkeypatch.setenv(cc.ENV_VAR, str(real))  # the package folder itself works too
-        assert cc.find_authors_code() == real
+
+
+def test_environment_variable_may_name_the_package_folder(monkeypatch, code):
+    real = cc.find_authors_code(_authors_dir())
+    monkeypatch.setenv(cc.ENV_VAR, str(real))  # the package folder itself works too
+    assert cc.find_authors_code() == real
+    assert real == code.directory
 
 
 def test_missing_tf_keras_says_what_to_install(monkeypatch):
@@ -254,13 +260,7 @@ def test_distribution_record_and_table(code, mnist_dir, tmp_path):
 
 
 def test_committed_distribution_record_is_at_notebook_scale():
-    from laperm.project import project_root
-
-    root = project_root(required=False)
-    path = None if root is None else root / "results" / "crosscheck" / "distribution.json"
-    if path is None or not path.is_file():
-        pytest.skip("no committed results/crosscheck/distribution.json")
-    record = json.loads(path.read_text())
+    record = json.loads((REPO / "results" / "crosscheck" / "distribution.json").read_text())
     assert record["scale"] == "notebook scale"
     assert len(record["seeds"]) >= 3
     sides = {(r["model"], r["side"]) for r in record["runs"]}

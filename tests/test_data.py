@@ -71,7 +71,7 @@ def test_load_is_cached_and_read_only(data_dir):
     a = data.load("mnist", data_dir)
     b = data.load("mnist", data_dir)
     assert a[0][0] is b[0][0]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         a[0][0][0, 0, 0] = 1
 
 
@@ -181,7 +181,10 @@ def test_split_seed_matters_and_counts():
 
 @pytest.mark.parametrize("bad", [0, 10, 11, -1, 0.0, 1.0, 1.5, float("nan"), "a", None, True])
 def test_split_bad_sizes(bad):
-    with pytest.raises(ValueError):
+    expected = ("must be an int count or a float fraction" if bad is None or isinstance(bad, (str, bool))
+                else "must be a fraction in \\(0, 1\\)" if isinstance(bad, float)
+                else "must be between 1 and 9 for 10 samples")
+    with pytest.raises(ValueError, match=f"val_size.*{expected}"):
         data.train_val_split(np.arange(10), np.arange(10), bad)
 
 
@@ -197,10 +200,11 @@ def test_subset():
     xr, _ = data.subset(x, y, 37, seed=1, stratify=False)
     assert len(xr) == 37
     assert len(data.subset(x, y, 1.0)[0]) == 1000
-    for bad in (0, 1001, 0.0, 1.01):
-        with pytest.raises(ValueError):
+    for bad, message in ((0, "between 1 and 1000"), (1001, "between 1 and 1000"),
+                         (0.0, r"a fraction in \(0, 1\]"), (1.01, r"a fraction in \(0, 1\]")):
+        with pytest.raises(ValueError, match=f"fraction_or_count={bad} must be {message}"):
             data.subset(x, y, bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="x has 1000 samples but y has 5"):
         data.subset(x, y[:5], 10)
 
 
@@ -337,9 +341,9 @@ def test_make_dataset_errors():
     x = np.zeros((4, 28, 28), np.uint8)
     with pytest.raises(ValueError, match="make_preprocessor"):
         data.make_dataset(x, np.zeros(4), 2, preprocess="pixel_mean")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="x has 4 samples but y has 3"):
         data.make_dataset(x, np.zeros(3), 2)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
         data.make_dataset(x, np.zeros(4), 0)
 
 

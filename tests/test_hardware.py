@@ -38,7 +38,10 @@ def test_records_name_the_cpu_and_the_label_says_whether_bfloat16_is_native():
     from laperm.provenance import environment_info
 
     info = environment_info()["hardware"]
-    assert "cpu" in info and "cpu_features" in info
+    # this machine's CPU, as /proc/cpuinfo (or platform.processor()) names it
+    assert info["cpu"] == hardware.cpu_model() and info["cpu"]
+    assert info["cpu_features"] == hardware.cpu_features()
+    assert set(info["cpu_features"] or []) <= set(hardware.FEATURES)
     cpu = {"accelerator": "none (CPU)", "cpu_count": 2}
     assert hardware_label(cpu) == "CPU, 2 cores"  # records made before the CPU was named
     assert hardware_label({**cpu, "cpu": "AMD EPYC", "cpu_features": []}) == (

@@ -98,13 +98,22 @@ def test_resnet_num_classes_and_input_shape():
     assert model.name == "resnet8"
 
 
-def test_every_factory_has_input_shape_and_num_classes_args():
-    for factory in (models.conv2, models.conv4, models.conv7, models.conv13, models.resnet,
-                    models.f1, models.f2):
-        params = inspect.signature(factory).parameters
-        assert "input_shape" in params and "num_classes" in params
-        assert params["num_classes"].default == 10
-        assert factory.__doc__ and "Section" in factory.__doc__
+@pytest.mark.parametrize("factory, shape, section", [
+    (models.conv2, (32, 32, 3), "Sections 5.2 and 5.4"),
+    (models.conv4, (32, 32, 3), "Sections 5.2 and 5.4"),
+    (models.conv7, (28, 28, 1), "Section 5.1"),
+    (models.conv13, (32, 32, 3), "Sections 5.2 and 5.4"),
+    (models.resnet, (32, 32, 3), "Section 5.4"),
+    (models.f1, (28, 28), "Section 5.5"),
+    (models.f2, (28, 28), "Section 5.5"),
+])
+def test_every_factory_has_input_shape_and_num_classes_args(factory, shape, section):
+    """Both are keyword arguments with the paper's defaults, and the docstring's
+    first line names the model's section of the paper."""
+    params = inspect.signature(factory).parameters
+    assert tuple(params["input_shape"].default) == shape
+    assert params["num_classes"].default == 10
+    assert section in factory.__doc__.splitlines()[0]
 
 
 # --------------------------------------------------------------------------- #

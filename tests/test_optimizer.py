@@ -280,7 +280,7 @@ def test_permutation_recorder_captures_each_sync():
 def test_sync_period_schedules():
     sched = laperm.PiecewiseSyncPeriod([2], [1, 3])
     assert [int(ops.convert_to_numpy(sched(t))) for t in (0, 1, 2, 9)] == [1, 1, 3, 3]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"len\(values\) == len\(boundaries\) \+ 1"):
         laperm.PiecewiseSyncPeriod([2], [1])
     model = tiny_model()
     x, y = data()

@@ -173,7 +173,7 @@ def test_sync_period_out_of_int32_range_is_refused(k):
     with pytest.raises(ValueError, match="between 1 and 2147483647"):
         laperm.LaPerm("adam", sync_period=k)
     opt = laperm.LaPerm("adam", sync_period=2**31 - 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"between 1 and 2147483647.*received {k}"):
         opt.sync_period = k
 
 

@@ -28,7 +28,8 @@ SMOKE = textwrap.dedent("""
     import numpy as np, keras, laperm
     from pathlib import Path
 
-    assert "site-packages" in laperm.__file__, laperm.__file__
+    assert laperm.__file__.startswith(sys.prefix) and "site-packages" in laperm.__file__, (
+        laperm.__file__, sys.prefix)  # the wheel's copy, not the checkout
     # One LaPerm fit step.
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     model.compile(laperm.LaPerm(keras.optimizers.Adam(), sync_period=1),
@@ -62,7 +63,16 @@ def test_installed_wheel_works_from_another_folder(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    f"{wheel}[cpu]"], check=True, timeout=1200)
+                    "--no-deps", str(wheel)], check=True, timeout=600)
+    # The dependencies (Keras, TensorFlow, ...) are this environment's, reached through a
+    # .pth line (not installed again: minutes); its own laperm, an editable install of the
+    # checkout, is not reachable that way (a .pth line adds a folder, not its .pth files).
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    import sysconfig
+
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(site) / "laperm-test-deps.pth").write_text("\n".join(sorted(ours)) + "\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("LAPERM_ROOT", "PYTHONPATH")}

@@ -86,13 +86,13 @@ def test_project_weights_score_what_the_manifest_says(data_dir):
         assert accuracy == pytest.approx(meta["test_accuracy"], abs=2e-4), name
 
 
-def test_float16_copy_is_half_the_size_and_scored_as_stored(tmp_path, data_dir):
+def test_float16_copy_is_half_the_size_and_scored_as_stored(tmp_path, small_data_dir):
     """A BatchNorm LaPerm model: the half-precision copy loads, re-scores its manifest
     accuracy, and each kernel is a permutation of the rounded theta_0."""
     from laperm.experiment import build_model
 
-    cfg = paper_config("conv2", epochs=1, train_fraction=0.005, validation_size=200,
-                       sync_period=2)
+    data_dir = small_data_dir  # 250 training, 200 validation and 200 test images
+    cfg = paper_config("conv2", epochs=1, validation_size=200, sync_period=2)
     run(cfg, tmp_path / "run", data_dir=data_dir, progress=False)
     store = tmp_path / "store"
     full = pretrained.export(tmp_path / "run", "c32", directory=store)
@@ -114,11 +114,14 @@ def test_float16_copy_is_half_the_size_and_scored_as_stored(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("kernels, dtype", [("keras", "float32"), ("fused", "float16")])
-def test_weights_of_a_bfloat16_run_are_scored_as_loaded(tmp_path, data_dir, kernels, dtype):
+def test_weights_of_a_bfloat16_run_are_scored_as_loaded(tmp_path, small_data_dir, kernels,
+                                                        dtype):
     """Trained under mixed_bfloat16, loaded in float32: the manifest says what load() gives
-    (also for the fused kernels stored as float16, the long CIFAR-10 runs' way)."""
-    cfg = paper_config("conv2", epochs=1, train_fraction=0.005, validation_size=200,
-                       sync_period=2, precision="mixed_bfloat16", kernels=kernels)
+    (also for the fused kernels stored as float16, the long CIFAR-10 runs' way).  On a few
+    hundred images: a CPU without bfloat16 instructions emulates it, many times slower."""
+    data_dir = small_data_dir
+    cfg = paper_config("conv2", epochs=1, validation_size=200, sync_period=2,
+                       precision="mixed_bfloat16", kernels=kernels)
     run(cfg, tmp_path / "run", data_dir=data_dir, progress=False)
     entry = pretrained.export(tmp_path / "run", "b", directory=tmp_path / "store",
                               data_dir=data_dir, dtype=dtype)

@@ -180,7 +180,7 @@ def test_keep_for_pruned_percent():
     assert {p: pruning.keep_for_pruned_percent(p) for p in pruning.PAPER_PRUNE_KEEP} == \
         pytest.approx(pruning.PAPER_PRUNE_KEEP)
     for bad in (-1, 100, 150):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"pruning percentage must be in \[0, 100\)"):
             pruning.keep_for_pruned_percent(bad)
 
 

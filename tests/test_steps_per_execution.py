@@ -14,9 +14,8 @@ def _tiny(name):
     if name == "f1":  # no BatchNorm; 10 steps an epoch, a sync every 7 steps
         return paper_config("f1", epochs=2, train_fraction=0.02, validation_size=500,
                             sync_period=7), 5
-    # BatchNorm and dropout; 5 steps an epoch, a sync every 2 steps
-    return paper_config("conv2", epochs=2, train_fraction=0.005, validation_size=200,
-                        sync_period=2), 5
+    # BatchNorm and dropout; 5 steps an epoch (250 images of small_data_dir), a sync every 2
+    return paper_config("conv2", epochs=2, validation_size=200, sync_period=2), 5
 
 
 TORCH = keras.backend.backend() == "torch"
@@ -24,8 +23,11 @@ TORCH = keras.backend.backend() == "torch"
 
 @pytest.mark.skipif(TORCH, reason="Keras runs one step per call under torch")
 @pytest.mark.parametrize("name", ["f1", "conv2"])
-def test_several_steps_per_execution_give_the_same_run(name, tmp_path, data_dir):
+def test_several_steps_per_execution_give_the_same_run(name, tmp_path, data_dir,
+                                                       small_data_dir):
     cfg, steps = _tiny(name)
+    if name == "conv2":
+        data_dir = small_data_dir
     one, r1 = run(cfg, tmp_path / "one", data_dir=data_dir, progress=False)
     many, rn = run(cfg, tmp_path / "many", data_dir=data_dir, progress=False,
                    steps_per_execution=steps)

@@ -75,7 +75,7 @@ def test_plot_profile_grid(rng):
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 3  # one per kernel, the bias is skipped
     assert all(len(ax.lines) == 2 for ax in fig.axes)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no variable with ndim >= 2"):
         viz.plot_profile_grid([np.zeros(3)])
 
 
@@ -104,7 +104,7 @@ def test_plot_vectors_as_images(rng):
     fig2 = viz.plot_vectors_as_images(rng.normal(size=(16, 4)), image_shape=(4, 4),
                                       vectors=[0, 2], colorbar=False)
     assert len(fig2.axes) == 2
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"cannot be shown as \(20, 20\) images"):
         viz.plot_vectors_as_images(w, image_shape=(20, 20))
 
 
