@@ -450,7 +450,9 @@ def describe_os_error(exc: OSError) -> str | None:
     """One line for a full disk or a folder that cannot be written (else None)."""
     reasons = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
                errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-               errno.EPERM: "permission denied"}
+               errno.EPERM: "permission denied",
+               errno.ENOTDIR: "a path on the way is a file, not a folder",
+               errno.EEXIST: "a file is in the way of a folder"}
     if exc.errno not in reasons:
         return None
     where = f" writing {exc.filename}" if exc.filename else ""

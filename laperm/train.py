@@ -37,14 +37,26 @@ from laperm.provenance import environment_info, run_provenance
 from laperm.runfiles import RunFiles
 
 
+class TrainFractionError(ValueError):
+    """A ``train_fraction`` that keeps no training image of the data."""
+
+
 def load_splits(config: ExperimentConfig, data_dir=None) -> dict:
-    """The arrays of a config: training, validation and test splits (no pipelines)."""
+    """The arrays of a config: training, validation and test splits (no pipelines).
+
+    Raises:
+        TrainFractionError: ``config.train_fraction`` keeps no training image.
+    """
     from laperm import data
 
     (x_train, y_train), (x_test, y_test) = data.load(config.dataset, data_dir)
     (x_tr, y_tr), (x_val, y_val) = data.train_val_split(
         x_train, y_train, config.validation_size, seed=config.seed
     )
+    if round(config.train_fraction * len(x_tr)) < 1:
+        raise TrainFractionError(
+            f"train_fraction={config.train_fraction:g} keeps none of the {len(x_tr)} training "
+            f"images of {config.dataset}; use at least {1 / len(x_tr):.2g} (one image).")
     if config.train_fraction < 1:
         x_tr, y_tr = data.subset(x_tr, y_tr, float(config.train_fraction), seed=config.seed)
     return {"train": (x_tr, y_tr), "val": (x_val, y_val), "test": (x_test, y_test),

@@ -203,3 +203,33 @@ def test_an_undamaged_copy_resumes(in_progress, finished, data_dir):
     pd.testing.assert_frame_equal(history, pd.read_csv(finished[0] / "history.csv"))
     assert result["best_epoch"] == json.loads(
         (finished[0] / "result.json").read_text())["best_epoch"]
+
+
+def test_a_full_disk_is_one_line_and_the_same_command_goes_on(tmp_path, data_dir, monkeypatch,
+                                                              capsys):
+    import errno
+
+    monkeypatch.setenv("LAPERM_DATA_DIR", str(data_dir))
+    args = ["f1", "--epochs", "2", "--train-fraction", "0.05", "--out", str(tmp_path)]
+    folder = tmp_path / reproduce.run_name(tiny())
+    real = runfiles.atomic_write
+
+    def full_at_epoch_2(path, write):
+        if path.name == "checkpoint.keras" and len(pd.read_csv(folder / "history.csv")) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, write)
+
+    monkeypatch.setattr(runfiles, "atomic_write", full_at_epoch_2)
+    assert reproduce.main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    err = [line for line in err.replace("\r", "\n").splitlines()
+           if line.strip() and not line.startswith("f1 [laperm]")]  # not the progress bar
+    assert err == [f"error: the disk is full writing {folder}/checkpoint.keras; everything "
+                   "written before is kept: free space or fix the permissions, then run the "
+                   "same command again to continue."]
+    assert len(pd.read_csv(folder / "history.csv")) == 2 and (folder / "checkpoint.keras").exists()
+    monkeypatch.setattr(runfiles, "atomic_write", real)
+    assert reproduce.main(args) == 0
+    result = json.loads((folder / "result.json").read_text())
+    assert result["scale"]["epochs_run"] == 2 and result["resumed_at_epochs"] == [1]
