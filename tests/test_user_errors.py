@@ -403,3 +403,24 @@ def test_reproduce_a_train_fraction_that_keeps_no_image(tmp_path, capsys, data_d
         "error: train_fraction=1e-09 keeps none of the 55000 training images of mnist; "
         "use at least 1.8e-05 (one image).")
     assert not any(tmp_path.iterdir())
+
+
+def test_a_parameter_papermill_injects_that_the_section_lacks_is_refused():
+    """Papermill only warns about an undeclared ``-p``; the section's setup refuses it."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from laperm.book.knobs import PROFILE_NAMES
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config)
+    profiles = {p: {"epochs": 1} for p in PROFILE_NAMES}
+    try:
+        book.setup("x", "cpu", profiles, {"epochs": None}, show_banner=False)  # nothing injected
+        shell.run_cell("# Parameters\nepochs = 2\nnope = 1\n", store_history=True)
+        with pytest.raises(ValueError) as exc:
+            book.setup("x", "cpu", profiles, {"epochs": 2}, show_banner=False)
+        assert str(exc.value) == "Section 'x' has no parameter(s) nope; its parameters: profile, epochs."
+    finally:
+        InteractiveShell.clear_instance()
