@@ -10,8 +10,14 @@ weights as stored and loaded (see :func:`export`).
 
 Where weights are read from (:func:`weights_dir`): an explicit ``directory``,
 else the ``pretrained/`` folder of the checkout you work in
-(:func:`laperm.project.project_root`), else the copy shipped inside the
-installed package (the wheel carries ``pretrained/`` as package data).
+(:func:`laperm.project.project_root`), else the weights that come with the
+package, found through ``importlib.resources`` (``laperm._pretrained``: the
+wheel carries ``pretrained/`` as package data, an editable install maps it to
+the checkout's ``pretrained/``).
+
+Every file named in a manifest, and every name given to :func:`export`, is a
+plain file name: a path that would lead out of the weights folder is a
+:class:`ManifestError`, and no file outside the folder is read or hashed.
 :func:`export` writes into a checkout's ``pretrained/`` (or an explicit
 folder), never into the installed package.
 """
@@ -47,9 +53,32 @@ def sha256(path) -> str:
 
 
 def packaged_dir() -> Path | None:
-    """The weights shipped inside the installed package, if any."""
-    folder = Path(__file__).resolve().parent / "_pretrained"
+    """The weights that come with the package (``laperm._pretrained``), if any."""
+    from importlib import resources
+
+    try:
+        folder = Path(str(resources.files("laperm._pretrained")))
+    except (ModuleNotFoundError, TypeError):
+        return None
     return folder if (folder / MANIFEST).is_file() else None
+
+
+def _plain_name(name, what: str, path) -> str:
+    """``name`` if it is a plain file name (no folder, not ``.``/``..``), else ManifestError."""
+    if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name
+            or "\0" in name or Path(name).name != name):
+        raise ManifestError(f"{what} {name!r} in {path} is not a plain file name; weights "
+                            "are only read from and written to the weights folder itself.")
+    return name
+
+
+def _inside(folder: Path, name: str, what: str) -> Path:
+    """``folder / name``, refused (ManifestError) unless it resolves inside ``folder``."""
+    path = folder / _plain_name(name, what, folder)
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise ManifestError(f"{what} {name!r} in {folder} leads out of the weights folder "
+                            f"(to {path.resolve()}); refusing it.")
+    return path
 
 
 def weights_dir(directory=None) -> Path:
@@ -129,6 +158,7 @@ def manifest(directory=None, *, missing_ok: bool = False) -> dict:
                 f"The weights manifest {path} is damaged: entry {name!r} lacks "
                 f"{', '.join(missing)}; {_how_to_fix(directory)}."
             )
+        _plain_name(meta["file"], f"the file of entry {name!r}", path)
     return entries
 
 
@@ -161,7 +191,7 @@ def load(name: str, directory=None):
             f"No pretrained weights named {name!r}; available: {', '.join(sorted(entries)) or 'none'}."
         )
     meta = entries[name]
-    path = _directory(directory) / meta["file"]
+    path = _inside(_directory(directory), meta["file"], f"the file of entry {name!r}")
     if not path.exists():
         raise FileNotFoundError(f"Pretrained file {path} listed in the manifest is missing.")
     actual = sha256(path)
@@ -248,17 +278,20 @@ def export(run_dir, name: str, directory=None, *, dtype: str = "float32",
         ValueError: ``dtype`` is not one of :data:`EXPORT_DTYPES`.
         FileNotFoundError: the run folder has no ``result.json`` or
             ``best.weights.h5`` (the run is not finished).
+        ManifestError: ``name`` is not a plain file name (it would be written
+            outside the weights folder).
         laperm.project.NoProjectError: no ``directory`` and no checkout here.
     """
     if dtype not in EXPORT_DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(EXPORT_DTYPES)}; received {dtype!r}.")
+    target_dir = _export_dir(directory)
+    _inside(target_dir, f"{_plain_name(name, 'the name', target_dir)}.weights.h5", "the name")
     run_dir = Path(run_dir)
     for needed in ("result.json", "best.weights.h5"):
         if not (run_dir / needed).is_file():
             raise FileNotFoundError(
                 f"{run_dir} has no {needed}: only a finished run can be exported.")
     result = json.loads((run_dir / "result.json").read_text())
-    target_dir = _export_dir(directory)
     target_dir.mkdir(parents=True, exist_ok=True)
     file = f"{name}.weights.h5"
     # Keep the model's weights only: a run's best.weights.h5 also holds the

@@ -18,7 +18,9 @@ copy, scored again as stored).
 
 Exit codes: 0 every run finished; 2 a mistake to fix (a bad option value, an
 unknown experiment, missing or damaged data, a run folder holding another
-config, other data or another Keras backend), told in one line on stderr.
+config, other data or another Keras backend, in use by another process or
+holding a damaged file, a full disk or a folder that cannot be written), told
+in one line on stderr; whatever was written before is kept.
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ def _whole_number(low: int, high: int | None, what: str):
 
 
 _positive_int = _whole_number(1, None, "the number of epochs")
+_device_count = _whole_number(1, None, "the number of devices")
+_step_count = _whole_number(1, None, "a number of steps")
 _seed = _whole_number(0, 2**32, "a seed")
 
 
@@ -97,13 +101,22 @@ def _user_errors() -> tuple:
     """Exceptions of :func:`run` that are the user's to fix: one line, exit code 2."""
     from laperm import data, experiment
     from laperm.devices import DevicesError
-    from laperm.train import StepsPerExecutionError
-
-    # RunDirError: the folder holds another config, other data or another backend.
     from laperm.engine import EngineError
+    from laperm.train import StepsPerExecutionError, TrainFractionError
 
+    # RunDirError: the folder holds another config, other data or another backend, is in
+    # use by another process, or holds a damaged file.
     return (experiment.RunDirError, data.DataNotFoundError, data.DataFormatError, DevicesError,
-            StepsPerExecutionError, EngineError)
+            StepsPerExecutionError, EngineError, TrainFractionError)
+
+
+def _user_error_line(exc: BaseException) -> str | None:
+    """The one line of a mistake to fix (None: not one; let it raise)."""
+    from laperm.runfiles import describe_os_error
+
+    if isinstance(exc, OSError) and not isinstance(exc, _user_errors()):
+        return describe_os_error(exc)
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _remove_if_stray(out_dir: Path) -> None:
@@ -136,7 +149,7 @@ def main(argv=None) -> int:
                         help="'fused': BatchNorm, Adam and small convolutions as TensorFlow's "
                              "fused kernels (same math, fewer ops, faster on a CPU); default: "
                              "the Keras layers")
-    parser.add_argument("--steps-per-execution", type=_positive_int, default=1, metavar="N",
+    parser.add_argument("--steps-per-execution", type=_step_count, default=1, metavar="N",
                         help="training steps per call of the compiled train function: the "
                              "same steps with fewer host round trips; it must divide an "
                              "epoch's steps (20 does for Conv7 and the CIFAR-10 runs; a value "
@@ -146,7 +159,7 @@ def main(argv=None) -> int:
                              "'device': data, augmentation, training and evaluation on the "
                              "device, an epoch in a few compiled calls (JAX backend only; "
                              "the same run folder and config hash)")
-    parser.add_argument("--steps-per-call", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--steps-per-call", type=_step_count, default=None, metavar="N",
                         help="--engine device: training steps per compiled call (default: "
                              "a whole epoch on a GPU, 1 on a CPU)")
     parser.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS, default="highest",
@@ -163,7 +176,7 @@ def main(argv=None) -> int:
                              "the epochs it has done (<name>_e<epochs>; the run goes on)")
     parser.add_argument("--allow-other-backend", action="store_true",
                         help="resume or reuse a run folder written under another Keras backend")
-    parser.add_argument("--devices", type=_positive_int, default=None,
+    parser.add_argument("--devices", type=_device_count, default=None,
                         help="train data-parallel on this many devices (GPUs; on a machine "
                              "without GPUs, CPU devices, for testing); the batch stays the "
                              "paper's global batch (with --engine device: each batch is "
@@ -185,6 +198,8 @@ def main(argv=None) -> int:
             args.out = project_root() / "results"
         except NoProjectError as exc:
             parser.error(str(exc))
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"argument --out: {args.out} is a file; name a folder (of the run folders)")
     user_errors = _user_errors()
     run_options = {"allow_other_backend": True} if args.allow_other_backend else {}
     if args.devices:
@@ -220,7 +235,14 @@ def main(argv=None) -> int:
                 if args.snapshot:
                     from laperm.train import snapshot_partial
 
-                    made = snapshot_partial(out_dir, args.out, run_name)
+                    try:
+                        made = snapshot_partial(out_dir, args.out, run_name)
+                    except (*user_errors, OSError) as exc:
+                        line = _user_error_line(exc)
+                        if line is None:
+                            raise
+                        print(f"error: {line}", file=sys.stderr)
+                        return 2
                     print(f"== {run_name(c)}: " + (
                         f"recorded as {made[0]}" if made else "nothing in progress"), flush=True)
                     continue
@@ -228,11 +250,13 @@ def main(argv=None) -> int:
                 existed = out_dir.exists()
                 try:
                     _, result = run(c, out_dir, **run_options)
-                except user_errors as exc:
+                except (*user_errors, OSError) as exc:
+                    line = _user_error_line(exc)
+                    if line is None:
+                        raise
                     if not existed:
                         _remove_if_stray(out_dir)
-                    message = " ".join(str(exc).split()) or type(exc).__name__
-                    print(f"error: {message}", file=sys.stderr)
+                    print(f"error: {line}", file=sys.stderr)
                     return 2
                 print(
                     f"   best epoch {result['best_epoch']} val {result['best_val_accuracy']:.4f} "

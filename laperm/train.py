@@ -37,14 +37,26 @@ from laperm.provenance import environment_info, run_provenance
 from laperm.runfiles import RunFiles
 
 
+class TrainFractionError(ValueError):
+    """A ``train_fraction`` that keeps no training image of the data."""
+
+
 def load_splits(config: ExperimentConfig, data_dir=None) -> dict:
-    """The arrays of a config: training, validation and test splits (no pipelines)."""
+    """The arrays of a config: training, validation and test splits (no pipelines).
+
+    Raises:
+        TrainFractionError: ``config.train_fraction`` keeps no training image.
+    """
     from laperm import data
 
     (x_train, y_train), (x_test, y_test) = data.load(config.dataset, data_dir)
     (x_tr, y_tr), (x_val, y_val) = data.train_val_split(
         x_train, y_train, config.validation_size, seed=config.seed
     )
+    if round(config.train_fraction * len(x_tr)) < 1:
+        raise TrainFractionError(
+            f"train_fraction={config.train_fraction:g} keeps none of the {len(x_tr)} training "
+            f"images of {config.dataset}; use at least {1 / len(x_tr):.2g} (one image).")
     if config.train_fraction < 1:
         x_tr, y_tr = data.subset(x_tr, y_tr, float(config.train_fraction), seed=config.seed)
     return {"train": (x_tr, y_tr), "val": (x_val, y_val), "test": (x_test, y_test),
@@ -285,7 +297,8 @@ class _EpochEnd:
             # checkpoint last: it is the resume point, and a resume cuts the
             # history back to the checkpoint's epoch.
             runfiles.atomic_write_text(self.files.history, pd.DataFrame(self.rows).to_csv(index=False))
-            runfiles.atomic_save(self.model, self.files.checkpoint)
+            runfiles.save_checkpoint(self.model, self.files.checkpoint,
+                                     epochs_done=epoch_number, config=self.config)
             for e, path in self.files.best_candidates().items():
                 if e != self.best["best_epoch"]:
                     path.unlink(missing_ok=True)
@@ -428,16 +441,29 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
     # The data first: a missing or damaged file leaves no folder behind.
     splits = load_splits(config, data_dir)
     provenance = run_provenance(config, data_dir)
-    files = RunFiles(out_dir) if out_dir is not None else None
-    rows: list[dict] = []
-    model, tables, done, resumed_at = None, None, 0, []
     steps_per_epoch = int(math.ceil(len(splits["train"][0]) / config.batch_size))
     _check_steps_per_execution(steps_per_execution, steps_per_epoch)
+    options = dict(resume=resume, progress=progress, allow_other_backend=allow_other_backend,
+                   devices=devices, steps_per_execution=steps_per_execution,
+                   engine_options=engine_options, steps_per_epoch=steps_per_epoch,
+                   splits=splits, provenance=provenance, data_dir=data_dir)
+    if out_dir is None:
+        return _run_owned(config, None, **options)
+    files = RunFiles(out_dir)
+    with runfiles.owned(files):  # one process per run folder
+        return _run_owned(config, files, **options)
+
+
+def _run_owned(config, files, *, resume, progress, allow_other_backend, devices,
+               steps_per_execution, engine_options, steps_per_epoch, splits, provenance,
+               data_dir):
+    """:func:`_run` once the data is loaded and the run folder (if any) is this process's."""
+    rows: list[dict] = []
+    model, tables, done, resumed_at = None, None, 0, []
     if files is not None:
         if files.config.exists():
-            runfiles.check_reuse(files, json.loads(files.config.read_text()), config, provenance,
-                         allow_other_backend)
-        files.dir.mkdir(parents=True, exist_ok=True)
+            runfiles.check_reuse(files, runfiles.read_config(files), config, provenance,
+                                 allow_other_backend)
         files.clean_temporary()
         if not resume:
             files.remove_run()
@@ -451,10 +477,9 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
              {"engine": "device", **engine_options}},
             indent=1))
         if resume and files.checkpoint.exists():
-            model, done, rows = runfiles.resume_point(files, steps_per_epoch)
-            tables = (json.loads(files.init_tables.read_text())
-                      if files.init_tables.exists() else {})
-            resumed_at = json.loads(files.resumes.read_text()) if files.resumes.exists() else []
+            model, done, rows = runfiles.resume_point(files, steps_per_epoch, config)
+            tables = runfiles.read_init_tables(files)
+            resumed_at = runfiles.read_resumes(files)
             if done < config.epochs:
                 resumed_at = sorted(set(resumed_at) | {done})
                 runfiles.atomic_write_text(files.resumes, json.dumps(resumed_at))
@@ -462,7 +487,9 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
             for e, path in files.best_candidates().items():
                 if e > done or e != best:
                     path.unlink(missing_ok=True)  # written after the checkpoint was
-        elif files.history.exists() and len(pd.read_csv(files.history)) > 1:
+                else:
+                    _check_best(path, e)
+        elif files.history.exists() and files.history.read_bytes().count(b"\n") > 2:
             # A history of several epochs without its checkpoint cannot be
             # continued: keep it beside the new run instead of overwriting it.
             # (One epoch is the crash window before the first checkpoint.)
@@ -515,6 +542,7 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
     if files is not None and best["best_epoch"] is not None:
         candidate = files.best_candidates().get(best["best_epoch"])
         if candidate is not None:
+            _check_best(candidate, best["best_epoch"])
             os.replace(candidate, files.best_weights)
     result = _result_record(
         config, rows, is_reduced=not config.is_paper_scale, counts=counts, test_note=test_note,
@@ -532,6 +560,13 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
     if files is not None:
         runfiles.atomic_write_text(files.result, json.dumps(result, indent=1, default=runfiles.json_default))
     return history, result
+
+
+def _check_best(path, epoch: int) -> None:
+    """Refuse a damaged best-weights file of ``epoch`` before it is kept or promoted."""
+    runfiles.check_weights_file(
+        path, f"the best weights of epoch {epoch} are lost: delete this file to go on "
+              "without them, or move the folder aside to start the run again")
 
 
 def _fit_epochs(config, model, data_dir, splits, files, rows, bar, done, steps_per_epoch,
@@ -621,7 +656,8 @@ def _device_epochs(config, model, splits, files, rows, bar, done, options):
             best = best_so_far([row])
         if files is not None:  # the order of the fit path: history, then the checkpoint
             runfiles.atomic_write_text(files.history, pd.DataFrame(rows).to_csv(index=False))
-            runfiles.atomic_save(model, files.checkpoint)
+            runfiles.save_checkpoint(model, files.checkpoint, epochs_done=epoch + 1,
+                                     config=config)
             for e, path in files.best_candidates().items():
                 if e != best["best_epoch"]:
                     path.unlink(missing_ok=True)
@@ -703,15 +739,15 @@ def snapshot_partial(run_dir, dest_root, name_of) -> tuple[str, dict] | None:
     files = RunFiles(run_dir)
     if files.result.exists() or not files.history.exists() or not files.config.exists():
         return None
-    rows = pd.read_csv(files.history).to_dict("records")
+    rows = runfiles.read_history(files)
     if not rows:
         return None
-    stored = json.loads(files.config.read_text())
+    stored = runfiles.read_config(files)
     config = ExperimentConfig.from_dict(stored["config"]).replace(epochs=len(rows))
     last = rows[-1]
     history = pd.DataFrame(rows)
-    tables = json.loads(files.init_tables.read_text()) if files.init_tables.exists() else {}
-    resumed = json.loads(files.resumes.read_text()) if files.resumes.exists() else []
+    tables = runfiles.read_init_tables(files)
+    resumed = runfiles.read_resumes(files)
     from laperm.data import FULL_TEST_SIZE
 
     data_info = (stored.get("provenance") or {}).get("data", {})

@@ -137,3 +137,77 @@ def test_export_refuses_a_bad_dtype_and_an_unfinished_run(tmp_path):
         pretrained.export(tmp_path, "x", directory=tmp_path / "store", dtype="int8")
     with pytest.raises(FileNotFoundError, match="only a finished run"):
         pretrained.export(tmp_path, "x", directory=tmp_path / "store")
+
+
+# ---------------------------------------------------------------- paths stay in the folder
+
+
+def _store_with(tmp_path, exported, file, sha):
+    store, entry = exported
+    folder = tmp_path / "a" / "b" / "store"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"f1_tiny": {**entry, "file": file,
+                                                                  "sha256": sha}}))
+    return folder
+
+
+def test_a_manifest_path_out_of_the_folder_is_refused(exported, tmp_path):
+    store, entry = exported
+    outside = tmp_path / "a" / "outside.weights.h5"
+    folder = _store_with(tmp_path, exported, "../../outside.weights.h5", entry["sha256"])
+    outside.write_bytes((store / entry["file"]).read_bytes())  # a valid file, right sha256
+    with pytest.raises(pretrained.ManifestError) as exc:
+        pretrained.load("f1_tiny", directory=folder)
+    assert str(exc.value) == (
+        f"the file of entry 'f1_tiny' '../../outside.weights.h5' in {folder / 'manifest.json'} "
+        "is not a plain file name; weights are only read from and written to the weights "
+        "folder itself.")
+
+
+def test_a_file_outside_the_folder_is_never_hashed(exported, tmp_path, monkeypatch):
+    folder = _store_with(tmp_path, exported, "../../../../etc/passwd", "0" * 64)
+    hashed = []
+    monkeypatch.setattr(pretrained, "sha256", lambda path: hashed.append(path) or "x")
+    with pytest.raises(pretrained.ManifestError, match="is not a plain file name"):
+        pretrained.load("f1_tiny", directory=folder)
+    assert hashed == []
+
+
+def test_a_link_out_of_the_folder_is_refused(exported, tmp_path):
+    store, entry = exported
+    folder = _store_with(tmp_path, exported, "linked.weights.h5", entry["sha256"])
+    (folder / "linked.weights.h5").symlink_to(store / entry["file"])  # another folder
+    with pytest.raises(pretrained.ManifestError) as exc:
+        pretrained.load("f1_tiny", directory=folder)
+    assert str(exc.value).startswith(
+        f"the file of entry 'f1_tiny' 'linked.weights.h5' in {folder} leads out of the "
+        "weights folder")
+
+
+def test_export_never_writes_outside_its_folder(exported, tmp_path):
+    store, _ = exported
+    target = tmp_path / "x" / "y" / "store"
+    with pytest.raises(pretrained.ManifestError) as exc:
+        pretrained.export(store.parent / "run", "../../escaped", directory=target)
+    assert str(exc.value) == (f"the name '../../escaped' in {target} is not a plain file name; "
+                              "weights are only read from and written to the weights folder "
+                              "itself.")
+    assert list(tmp_path.rglob("*escaped*")) == [] and not target.exists()
+
+
+def test_the_packaged_weights_are_found_through_the_package_outside_the_checkout(tmp_path):
+    """An editable install (the README's set-up) used from another folder."""
+    import subprocess
+    import sys
+
+    script = ("import laperm.pretrained as p; m, meta = p.load('f1_laperm_s0'); "
+              "print(p.weights_dir()); print(meta['file'])")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "LAPERM_ROOT"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300, env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    where, file = out.stdout.split()
+    assert Path(where).resolve() == (Path(pretrained.__file__).parents[1] / "pretrained"
+                                     if "site-packages" not in pretrained.__file__
+                                     else Path(pretrained.__file__).parent / "_pretrained")
+    assert file == "f1_laperm_s0.weights.h5"

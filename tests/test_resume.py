@@ -429,3 +429,34 @@ def test_a_crash_before_the_first_checkpoint_starts_cleanly(tmp_path, data_dir, 
     assert not (out / "checkpoint.keras").exists() and (out / "history.csv").exists()
     history, _ = _resume(cfg, out, data_dir)
     assert len(history) == 2 and not list(out.glob("history.abandoned-*"))
+
+
+def test_a_mixed_float16_run_resumes_to_the_uninterrupted_history(tmp_path, data_dir,
+                                                                  interrupt_after, monkeypatch):
+    """The resume point counts epochs: the loss-scale optimizer skips (and does
+    not count) the steps whose gradients overflowed."""
+    import keras
+    from keras.src.optimizers.loss_scale_optimizer import LossScaleOptimizer
+
+    from laperm.train import _dtype_policy
+
+    real_init = LossScaleOptimizer.__init__
+
+    def overflowing(self, inner, initial_scale=None, *args, **kwargs):
+        real_init(self, inner, 2.0**40, *args, **kwargs)  # the first steps overflow
+
+    monkeypatch.setattr(LossScaleOptimizer, "__init__", overflowing)
+
+    cfg = f1_small(epochs=3, precision="mixed_float16")
+    expected, reference = run(cfg, tmp_path / "a", data_dir=data_dir, progress=False)
+    interrupt_after(2)
+    with pytest.raises(Interrupt):
+        run(cfg, tmp_path / "b", data_dir=data_dir, progress=False)
+    with _dtype_policy(cfg.precision):  # as run() loads it
+        saved = keras.models.load_model(tmp_path / "b" / "checkpoint.keras")
+    counted = int(saved.optimizer.iterations)
+    steps_per_epoch = -(-reference["scale"]["n_train"] // cfg.batch_size)
+    assert counted < 2 * steps_per_epoch, "no overflow was skipped: the test proves nothing"
+    history, result = _resume(cfg, tmp_path / "b", data_dir)
+    pd.testing.assert_frame_equal(measured(history), measured(expected))
+    assert result["resumed_at_epochs"] == [2]

@@ -368,3 +368,59 @@ def test_no_user_facing_text_cites_the_spec_file():
                 if _CITATION.search(line):
                     offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()[:100]}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_reproduce_names_the_option_it_refuses(no_training, tmp_path, capsys):
+    for option, what in [("--devices", "the number of devices"),
+                         ("--steps-per-execution", "a number of steps"),
+                         ("--steps-per-call", "a number of steps")]:
+        with pytest.raises(SystemExit) as exc:
+            reproduce.main(["f1", option, "0", "--out", str(tmp_path)])
+        assert exc.value.code == 2
+        assert _one_line(capsys.readouterr().err) == (
+            f"python -m laperm.reproduce: error: argument {option}: {what} must be >= 1, "
+            "got 0 (see --help)")
+
+
+def test_reproduce_refuses_an_out_that_is_a_file(no_training, tmp_path, capsys):
+    out = tmp_path / "results"
+    out.write_text("not a folder")
+    with pytest.raises(SystemExit) as exc:
+        reproduce.main(["f1", "--epochs", "1", "--out", str(out)])
+    assert exc.value.code == 2
+    assert _one_line(capsys.readouterr().err) == (
+        f"python -m laperm.reproduce: error: argument --out: {out} is a file; name a folder "
+        "(of the run folders) (see --help)")
+    assert out.read_text() == "not a folder"
+
+
+def test_reproduce_a_train_fraction_that_keeps_no_image(tmp_path, capsys, data_dir,
+                                                         monkeypatch):
+    monkeypatch.setenv("LAPERM_DATA_DIR", str(data_dir))
+    assert reproduce.main(["f1", "--epochs", "1", "--train-fraction", "1e-9",
+                           "--out", str(tmp_path)]) == 2
+    assert _one_line(capsys.readouterr().err) == (
+        "error: train_fraction=1e-09 keeps none of the 55000 training images of mnist; "
+        "use at least 1.8e-05 (one image).")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_parameter_papermill_injects_that_the_section_lacks_is_refused():
+    """Papermill only warns about an undeclared ``-p``; the section's setup refuses it."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from laperm.book.knobs import PROFILE_NAMES
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config)
+    profiles = {p: {"epochs": 1} for p in PROFILE_NAMES}
+    try:
+        book.setup("x", "cpu", profiles, {"epochs": None}, show_banner=False)  # nothing injected
+        shell.run_cell("# Parameters\nepochs = 2\nnope = 1\n", store_history=True)
+        with pytest.raises(ValueError) as exc:
+            book.setup("x", "cpu", profiles, {"epochs": 2}, show_banner=False)
+        assert str(exc.value) == "Section 'x' has no parameter(s) nope; its parameters: profile, epochs."
+    finally:
+        InteractiveShell.clear_instance()

@@ -124,6 +124,37 @@ class Section:
         return runs
 
 
+#: How papermill's injected cell starts (its Python translator's comment).
+_INJECTED = "# Parameters"
+
+
+def injected_parameters() -> set[str]:
+    """The names papermill injected into this kernel (its ``# Parameters`` cell), if any.
+
+    Papermill only warns about a parameter the notebook does not declare and
+    runs the notebook anyway; :func:`setup` refuses it.
+    """
+    import ast
+
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return set()
+    shell = get_ipython()
+    if shell is None:
+        return set()
+    names = set()
+    for source in shell.user_ns.get("In", []):
+        if isinstance(source, str) and source.startswith(_INJECTED):
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                continue
+            names |= {target.id for node in tree.body if isinstance(node, ast.Assign)
+                      for target in node.targets if isinstance(target, ast.Name)}
+    return names
+
+
 def setup(section: str, profile: str, profiles: dict[str, dict], overrides: dict[str, Any],
           show_banner: bool = True) -> Section:
     """Start the kernel quietly, resolve a page's parameters and show its scale banner.
@@ -139,12 +170,18 @@ def setup(section: str, profile: str, profiles: dict[str, dict], overrides: dict
 
     Raises:
         ValueError: unknown profile (the message lists the valid ones), a
-            parameter missing from the profile table, or a value of the wrong
+            parameter missing from the profile table, a parameter papermill
+            injected that the section does not have, or a value of the wrong
             type or range (see :data:`KNOBS`).
     """
     quiet_kernel()
     if profile not in PROFILE_NAMES:
         raise ValueError(f"Unknown profile {profile!r}; valid profiles: {', '.join(PROFILE_NAMES)}.")
+    strangers = sorted(injected_parameters() - set(overrides) - {"profile"})
+    if strangers:
+        raise ValueError(
+            f"Section {section!r} has no parameter(s) {', '.join(strangers)}; its parameters: "
+            f"profile, {', '.join(overrides)}.")
     missing = [p for p in PROFILE_NAMES if p not in profiles]
     if missing:
         raise ValueError(f"Section {section!r} defines no values for profile(s) {missing}.")
