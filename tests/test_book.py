@@ -153,8 +153,8 @@ def test_cross_check_page_without_the_authors_code_says_what_to_do(data_dir, tmp
     assert str(tmp_path) not in text and not any(o.get("output_type") == "error" for o in outputs)
     # the committed seed tables are still shown, named by their record
     record = json.loads((REPO / "results" / "crosscheck" / "distribution.json").read_text())
-    origin = (f"Source of the numbers: the committed record "
-              f"`results/crosscheck/distribution.json` ({record['scale']})")
+    origin = (f"Source of the numbers: a committed record ({record['scale']}), made by "
+              f"`python -m laperm.crosscheck distribution` on {record['date'][:10]}")
     assert json.dumps(origin)[1:-1] in text
     assert f"commit {record['commit'][:10]}" in text
 
