@@ -94,6 +94,7 @@ def interrupt_run(monkeypatch):
     return interrupt
 
 
+@pytest.hookimpl(optionalhook=True)  # an environment without pytest-xdist (the torch tier)
 def pytest_xdist_make_scheduler(config, log):
     """Under ``pytest -n N`` (scripts/test.sh): tests go to the workers one by one,
     except those of ``test_book.py``, which share the smoke build of the book (a
