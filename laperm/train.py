@@ -269,41 +269,54 @@ class _EpochEnd:
         epoch_number = epoch + 1
         scores = evaluate_three_ways(self.config, self.model, laperm, self.pipes,
                                       on_best=self._save_if_best(epoch_number))
-        val_loss, val_acc = scores["val"]
-        test_loss, test_acc = scores["test"]
+        val_acc, test_acc = scores["val"][1], scores["test"][1]
         improved = val_acc > self.best["best_val_accuracy"]
-        row = {
-            "epoch": epoch_number,
-            "loss": float(logs.get("loss", np.nan)),
-            "train_accuracy": float(logs.get("accuracy", np.nan)),
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-            "test_loss": test_loss,
-            "test_accuracy": test_acc,
-            "test_accuracy_unsynced": scores["test_unsynced"],
-            "val_accuracy_stale_bn": scores["val_stale_bn"],
-            "test_accuracy_stale_bn": scores["test_stale_bn"],
-            "bn_recalibration_s": scores["bn_seconds"],
-            "learning_rate": float(ops.convert_to_numpy(optimizer.learning_rate)),
-            "sync_count": int(ops.convert_to_numpy(laperm.sync_count)) if laperm else 0,
-            "epoch_time_s": time.perf_counter() - self.t_epoch,
-            "wall_time_s": self.wall_before + time.perf_counter() - self.t_start,
-        }
+        row = _history_row(
+            epoch_number, scores, loss=float(logs.get("loss", np.nan)),
+            train_accuracy=float(logs.get("accuracy", np.nan)),
+            learning_rate=float(ops.convert_to_numpy(optimizer.learning_rate)),
+            sync_count=int(ops.convert_to_numpy(laperm.sync_count)) if laperm else 0,
+            epoch_time_s=time.perf_counter() - self.t_epoch,
+            wall_time_s=self.wall_before + time.perf_counter() - self.t_start)
         self.rows.append(row)
         if improved:
             self.best = best_so_far([row])
-        if self.files is not None:
-            # The history (with this epoch) and the best weights first; the
-            # checkpoint last: it is the resume point, and a resume cuts the
-            # history back to the checkpoint's epoch.
-            runfiles.atomic_write_text(self.files.history, pd.DataFrame(self.rows).to_csv(index=False))
-            runfiles.save_checkpoint(self.model, self.files.checkpoint,
-                                     epochs_done=epoch_number, config=self.config)
-            for e, path in self.files.best_candidates().items():
-                if e != self.best["best_epoch"]:
-                    path.unlink(missing_ok=True)
+        _record_epoch(self.files, self.rows, self.model, self.config, self.best)
         if self.progress is not None:
             self.progress.set_postfix(val_acc=f"{val_acc:.4f}", test_acc=f"{test_acc:.4f}")
+
+
+def _history_row(epoch_number: int, scores: dict, **measured) -> dict:
+    """One ``history.csv`` row: the epoch, what training measured, and the epoch's evaluations
+    (:func:`laperm.evaluation.evaluate_three_ways`'s keys), in the columns both engines write."""
+    val_loss, val_acc = scores["val"]
+    test_loss, test_acc = scores["test"]
+    m = measured
+    return {
+        "epoch": epoch_number, "loss": m["loss"], "train_accuracy": m["train_accuracy"],
+        "val_loss": val_loss, "val_accuracy": val_acc,
+        "test_loss": test_loss, "test_accuracy": test_acc,
+        "test_accuracy_unsynced": scores["test_unsynced"],
+        "val_accuracy_stale_bn": scores["val_stale_bn"],
+        "test_accuracy_stale_bn": scores["test_stale_bn"],
+        "bn_recalibration_s": scores["bn_seconds"],
+        "learning_rate": m["learning_rate"], "sync_count": m["sync_count"],
+        "epoch_time_s": m["epoch_time_s"], "wall_time_s": m["wall_time_s"],
+    }
+
+
+def _record_epoch(files, rows, model, config, best) -> None:
+    """Write an epoch's records: the history (with this epoch) first, then the checkpoint,
+    the resume point (a resume cuts the history back to the checkpoint's epoch); then drop
+    best-weight candidates other than the best epoch's."""
+    if files is None:
+        return
+    runfiles.atomic_write_text(files.history, pd.DataFrame(rows).to_csv(index=False))
+    runfiles.save_checkpoint(model, files.checkpoint, epochs_done=int(rows[-1]["epoch"]),
+                             config=config)
+    for e, path in files.best_candidates().items():
+        if e != best["best_epoch"]:
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -626,41 +639,22 @@ def _device_epochs(config, model, splits, files, rows, bar, done, options):
         trainer.seed_epoch(epoch)
         logs = trainer.train_epoch(epoch, on_steps=bar.update if bar is not None else None)
         scores, judged = trainer.evaluate_three_ways()
-        val_loss, val_acc = scores["val"]
-        test_loss, test_acc = scores["test"]
+        val_acc, test_acc = scores["val"][1], scores["test"][1]
         improved = val_acc > best["best_val_accuracy"]
         if improved and files is not None:  # the judged weights, as the fit path saves them
             tv, ntv, ov = trainer.state
             trainer.write_back((judged[0], judged[1], ov))
             runfiles.atomic_save(model, files.best_of_epoch(epoch + 1), weights_only=True)
         trainer.write_back()
-        row = {
-            "epoch": epoch + 1,
-            "loss": logs["loss"],
-            "train_accuracy": logs["accuracy"],
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-            "test_loss": test_loss,
-            "test_accuracy": test_acc,
-            "test_accuracy_unsynced": scores["test_unsynced"],
-            "val_accuracy_stale_bn": scores["val_stale_bn"],
-            "test_accuracy_stale_bn": scores["test_stale_bn"],
-            "bn_recalibration_s": scores["bn_seconds"],
-            "learning_rate": trainer.learning_rate(),
-            "sync_count": trainer.sync_count(),
-            "epoch_time_s": time.perf_counter() - t_epoch,
-            "wall_time_s": wall_before + time.perf_counter() - t_start,
-        }
+        row = _history_row(
+            epoch + 1, scores, loss=logs["loss"], train_accuracy=logs["accuracy"],
+            learning_rate=trainer.learning_rate(), sync_count=trainer.sync_count(),
+            epoch_time_s=time.perf_counter() - t_epoch,
+            wall_time_s=wall_before + time.perf_counter() - t_start)
         rows.append(row)
         if improved:
             best = best_so_far([row])
-        if files is not None:  # the order of the fit path: history, then the checkpoint
-            runfiles.atomic_write_text(files.history, pd.DataFrame(rows).to_csv(index=False))
-            runfiles.save_checkpoint(model, files.checkpoint, epochs_done=epoch + 1,
-                                     config=config)
-            for e, path in files.best_candidates().items():
-                if e != best["best_epoch"]:
-                    path.unlink(missing_ok=True)
+        _record_epoch(files, rows, model, config, best)
         if bar is not None:
             bar.set_postfix(val_acc=f"{val_acc:.4f}", test_acc=f"{test_acc:.4f}")
         trips = trainer.round_trips - trips_before
