@@ -15,6 +15,10 @@ Modules: :mod:`laperm.optimizer` (the method), :mod:`laperm.models`,
 ``keras.models.load_model`` reads a model saved with a LaPerm optimizer in a
 new process.  The other modules and names are imported lazily, on first use
 (``laperm.pretrained.load(...)`` works right after ``import laperm``).
+
+Without Keras installed (``pip install "laperm[pytorch]"`` or
+``"laperm[optax]"``), ``import laperm.torch`` and ``import laperm.optax`` work
+and the Keras names raise an ImportError that says what to install.
 """
 
 from __future__ import annotations
@@ -23,17 +27,27 @@ import importlib
 
 __version__ = "0.1.0"
 
-# A missing Keras backend is told in one sentence (a laperm command: one line,
-# exit code 2) before Keras is imported and fails with a traceback.
-from laperm.backends import require_installed as _require_backend  # noqa: E402
+from laperm.backends import is_installed as _is_installed  # noqa: E402
+from laperm.exceptions import LaPermStateError, NonFiniteWeightsError  # noqa: E402
 
-_require_backend()
+#: Names that need Keras (the PyTorch and optax versions live in laperm.torch, laperm.optax).
+_KERAS_NAMES = ("FusedAdam", "FusedBatchNormalization", "LaPerm", "find_laperm",
+                "PiecewiseSyncPeriod", "SyncPeriodSchedule", "NonFiniteGuard",
+                "recalibrate_batchnorm", "recalibrated_batchnorm", "PermutationRecorder",
+                "SyncPeriodScheduler")
 
-# Registration with Keras's serialisation happens at import time of these
-# modules: import them eagerly (they only need Keras).
-from laperm.fused import FusedAdam, FusedBatchNormalization  # noqa: E402
-from laperm.optimizer import LaPerm, NonFiniteWeightsError, find_laperm  # noqa: E402
-from laperm.sync_schedules import PiecewiseSyncPeriod, SyncPeriodSchedule  # noqa: E402
+if _is_installed("keras"):
+    # A missing Keras backend is told in one sentence (a laperm command: one line,
+    # exit code 2) before Keras is imported and fails with a traceback.
+    from laperm.backends import require_installed as _require_backend  # noqa: E402
+
+    _require_backend()
+
+    # Registration with Keras's serialisation happens at import time of these
+    # modules: import them eagerly (they only need Keras).
+    from laperm.fused import FusedAdam, FusedBatchNormalization  # noqa: E402
+    from laperm.optimizer import LaPerm, find_laperm  # noqa: E402
+    from laperm.sync_schedules import PiecewiseSyncPeriod, SyncPeriodSchedule  # noqa: E402
 
 _EXPORTS = {
     "LAPERM_PRESETS": "laperm.presets",
@@ -47,18 +61,25 @@ _EXPORTS = {
 #: Submodules reachable as attributes of the package (imported on first use).
 _SUBMODULES = (
     "backends", "batchnorm", "book", "callbacks", "cli", "config", "data", "evaluation",
-    "experiment", "fused", "models", "ops", "optimizer", "paper", "pipeline", "presets",
+    "exceptions", "experiment", "fused", "models", "ops", "optax", "optimizer", "paper",
+    "pipeline", "presets", "torch",
     "pretrained", "profiles", "project", "provenance", "pruning", "records", "reproduce", "runfiles",
     "speed", "sync_schedules", "train", "viz",
 )
 
 __all__ = sorted(
-    [*_EXPORTS, "FusedAdam", "FusedBatchNormalization", "LaPerm", "NonFiniteWeightsError",
-     "find_laperm", "PiecewiseSyncPeriod", "SyncPeriodSchedule", "__version__"]
+    [*_EXPORTS, "FusedAdam", "FusedBatchNormalization", "LaPerm", "find_laperm",
+     "PiecewiseSyncPeriod", "SyncPeriodSchedule"] * _is_installed("keras")
+    + ["LaPermStateError", "NonFiniteWeightsError", "__version__"]
 )
 
 
 def __getattr__(name):
+    if name in _KERAS_NAMES and not _is_installed("keras"):
+        raise ImportError(
+            f"laperm.{name} needs Keras, which is not installed: pip install \"laperm[cpu]\" "
+            "(Keras on TensorFlow; or laperm[jax], laperm[torch] for Keras on JAX or torch). "
+            "Without Keras, use laperm.torch (PyTorch) or laperm.optax (JAX).")
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value

@@ -27,6 +27,7 @@ import numpy as np
 from keras import ops
 
 from laperm import ops as lops
+from laperm.exceptions import LaPermStateError, NonFiniteWeightsError  # noqa: F401 (public here)
 from laperm.sync_schedules import SyncPeriodSchedule, deserialize_sync_period
 
 #: Names of normalisation parameters skipped when ``skip_bn=True``.
@@ -35,14 +36,6 @@ NORMALIZATION_VARIABLE_NAMES = ("gamma", "beta")
 
 #: The largest sync period: k is stored in an int32 variable.
 MAX_SYNC_PERIOD = 2**31 - 1
-
-
-class NonFiniteWeightsError(FloatingPointError):
-    """Raised when a weight vector holds NaN or inf at a sync."""
-
-
-class LaPermStateError(ValueError):
-    """A saved LaPerm state does not fit the model it is loaded into."""
 
 
 def _validate_sync_period(value, name="sync_period"):
