@@ -136,7 +136,7 @@ def _torch_scenario_run(theta0, grads):
 
 def test_the_scenario_meets_ties_between_different_initial_values():
     theta0, grads = ref.scenario()
-    assert ref.ties_met(theta0, grads) > 20
+    assert ref.ties_met(theta0, grads) > 10
     assert ref.is_exact([v for run in ref.reference_run(theta0, grads) for v in run.values()])
 
 
