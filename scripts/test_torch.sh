@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The torch tier: the optimizer, its invariant under fit, save/load, the
-# pipeline and tiny experiments under KERAS_BACKEND=torch in .venv-torch
+# pipeline and tiny experiments under KERAS_BACKEND=torch in .venv-torch, and
+# laperm.torch (LaPerm as a torch.optim.Optimizer, compared with laperm.LaPerm)
 # (scripts/setup_torch.sh makes it, with a CPU build of torch).  When no CPU
 # build can be had, it says so and exits 0 (the tier is skipped, not failed);
 # LAPERM_REQUIRE_TORCH=1 makes that an error.  Extra arguments go to pytest.
@@ -21,4 +22,5 @@ export KERAS_BACKEND=torch
 .venv-torch/bin/python -m pytest -p no:cacheprovider -m "not book" \
     tests/test_backends.py tests/test_ops.py tests/test_optimizer.py \
     tests/test_optimizer_safety.py tests/test_batchnorm.py tests/test_pipeline.py \
-    tests/test_experiment.py tests/test_any_backend.py tests/test_steps_per_execution.py "$@"
+    tests/test_experiment.py tests/test_any_backend.py tests/test_steps_per_execution.py \
+    tests/test_torch_laperm.py "$@"
