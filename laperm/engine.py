@@ -59,6 +59,25 @@ class EngineError(ValueError):
     """A request the device engine cannot serve (one line for the user)."""
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is XLA running out of device memory (``RESOURCE_EXHAUSTED``)."""
+    return "RESOURCE_EXHAUSTED" in str(exc) or "Out of memory while trying" in str(exc)
+
+
+def out_of_memory_error(name: str, epochs_done: int) -> EngineError:
+    """The one line for a run that did not fit in the device's memory."""
+    import jax
+
+    device = jax.devices()[0]
+    kept = (f"its {epochs_done} finished epochs are kept and the same command resumes it"
+            if epochs_done else "no epoch was recorded")
+    return EngineError(
+        f"{name} did not fit in the memory of {device.device_kind} ({device.platform}): "
+        "the device holds each run's whole training set and its programs, so run fewer "
+        "runs at once on it (or give this one a larger XLA_PYTHON_CLIENT_MEM_FRACTION); "
+        f"{kept}.")
+
+
 def check_options(steps_per_call=None, matmul_precision: str = "highest") -> None:
     """Refuse device-engine options that are not a positive step count or a known precision."""
     spc = steps_per_call

@@ -94,6 +94,10 @@ def steps_run(n_train: int, batch_size: int, epochs: int) -> int:
     return -(-int(n_train) // int(batch_size)) * int(epochs)
 
 
+#: How a table names a LaPerm run that stopped before its first sync.
+NEVER_SYNCED = "LaPerm, never synced (= inner Adam)"
+
+
 def synced(optimizer: str, steps: int, sync_period) -> bool:
     """Whether a run is a LaPerm run in fact: at least one sync (``steps >= k``).
 
@@ -448,6 +452,27 @@ def only_synced(records: pd.DataFrame) -> pd.DataFrame:
     return records[records["synced"].astype(bool)]
 
 
+def _comparable(records: pd.DataFrame) -> pd.DataFrame:
+    """The rows a LaPerm − Adam comparison may use (:func:`only_synced`), with the
+    columns of :data:`COMPARABLE` that older records lack filled by their defaults."""
+    df = only_synced(records.assign(
+        source=records["source"] if "source" in records else "records"))
+    for column, default in (("device", "unknown"), ("engine", DEFAULT_ENGINE),
+                            ("kernels", "keras")):
+        if column not in df:
+            df = df.assign(**{column: default})
+    return df
+
+
+def _baseline(adams: pd.DataFrame, paper_experiment: str, settings: dict) -> pd.DataFrame:
+    """The Adam runs of ``paper_experiment`` that agree on every column of ``settings``
+    (the baseline of a group of LaPerm runs)."""
+    same = adams["paper_experiment"] == paper_experiment
+    for column, value in settings.items():
+        same &= adams[column] == value
+    return adams[same]
+
+
 def laperm_adam_pairs(records: pd.DataFrame, metric: str = "test_accuracy_at_best_val"
                       ) -> pd.DataFrame:
     """Each group of LaPerm runs beside its Adam baseline (Section 5: LaPerm
@@ -477,20 +502,14 @@ def laperm_adam_pairs(records: pd.DataFrame, metric: str = "test_accuracy_at_bes
 
     if records.empty:
         return pd.DataFrame()
-    df = only_synced(records.assign(
-        source=records["source"] if "source" in records else "records"))
-    for column, default in (("device", "unknown"), ("engine", DEFAULT_ENGINE),
-                            ("kernels", "keras")):
-        if column not in df:
-            df = df.assign(**{column: default})
+    df = _comparable(records)
     adams = df[df["optimizer"] == "adam"]
     order = list(PAPER_ACCURACY)
     rows = []
     for (exp, variant_name, *key), g in df[df["optimizer"] == "laperm"].groupby(
             ["experiment", "variant", *COMPARABLE], dropna=False):
         first = g.iloc[0]
-        same = adams[(adams["paper_experiment"] == first["paper_experiment"])
-                     & np.logical_and.reduce([adams[c] == v for c, v in zip(COMPARABLE, key)])]
+        same = _baseline(adams, first["paper_experiment"], dict(zip(COMPARABLE, key)))
         if not len(same):
             continue
         rows.append({"experiment": exp, "source": first["source"], "device": first["device"],
@@ -650,8 +669,11 @@ def results_table(runs: dict, paper_names: dict | None = None) -> pd.DataFrame:
             experiment name is not the key (e.g. ``conv7_k20`` -> ``conv7``).
 
     Returns:
-        A DataFrame indexed by label.  ``paper`` is filled for LaPerm runs only
-        (the paper's table has no Adam numbers).
+        A DataFrame indexed by label, with the row of the paper's table each run
+        belongs to (``paper row``, e.g. ``conv7`` for ``conv7_k20``) and its ``seed``.  ``paper`` is filled for
+        LaPerm runs that synced at least once (:func:`synced`) only: the paper's
+        table has no Adam numbers, and a LaPerm run stopped before its first
+        sync is inner Adam, labelled so.
     """
     from laperm.experiment import PAPER_ACCURACY
 
@@ -659,24 +681,30 @@ def results_table(runs: dict, paper_names: dict | None = None) -> pd.DataFrame:
     rows = []
     for label, (history, result) in runs.items():
         settings, scale = run_settings(result), result["scale"]
+        steps = steps_run(scale["n_train"], result["config"]["batch_size"], scale["epochs_run"])
         is_laperm = settings["optimizer"] == "laperm"
-        steps_per_epoch = -(-scale["n_train"] // result["config"]["batch_size"])
+        reconnected = synced(settings["optimizer"], steps, result["config"]["sync_period"])
+        experiment = paper_names.get(label, result["name"])
+        row = paper_names.get(label) or paper_experiment(result["config"]) or result["name"]
         rows.append({
             "run": label,
-            "optimizer": "LaPerm (inner Adam)" if is_laperm else "Adam",
+            "paper row": row,
+            "seed": result["config"]["seed"],
+            "optimizer": ("Adam" if not is_laperm else "LaPerm (inner Adam)" if reconnected
+                          else NEVER_SYNCED),
             "k": settings["k"] if is_laperm else np.nan,
             "syncs": (history["sync_count"].iloc[-1]
                       if is_laperm and history is not None and "sync_count" in history
                       else np.nan),
             "p": zero_fraction(result),
             "scale": scale["label"],
-            "steps": steps_per_epoch * scale["epochs_run"],
+            "steps": steps,
             "best val acc": result["best_val_accuracy"],
             "test acc at best val": result["test_accuracy_at_best_val"],
             "final test acc": result["final_test_accuracy"],
             "best test acc, any epoch": result.get("best_test_accuracy_any_epoch"),
-            "paper": (PAPER_ACCURACY.get(paper_names.get(label, result["name"]), np.nan)
-                      if is_laperm else np.nan),
+            "paper": (PAPER_ACCURACY.get(experiment, np.nan)
+                      if is_laperm and reconnected else np.nan),
             "wall time (s)": result.get("wall_time_s"),
         })
     return pd.DataFrame(rows).set_index("run")
@@ -809,13 +837,9 @@ def convergence_table(records: pd.DataFrame, histories: pd.DataFrame,
     """
     if records.empty or histories.empty:
         return pd.DataFrame()
-    df = only_synced(records.assign(
-        source=records["source"] if "source" in records else "records"))
+    df = _comparable(records)
     df = df[df["run"].isin(set(histories["run"]))]
     keys = [c for c in COMPARABLE if c != "scale"]
-    for column, default in (("device", "unknown"), ("engine", DEFAULT_ENGINE)):
-        if column not in df:
-            df = df.assign(**{column: default})
     longest = df.sort_values("epochs_run").groupby(
         ["experiment", "optimizer", "variant", "seed", *keys], dropna=False).tail(1)
     adams = longest[longest["optimizer"] == "adam"]
@@ -825,8 +849,7 @@ def convergence_table(records: pd.DataFrame, histories: pd.DataFrame,
     for (exp, variant_name, *key), lap in longest[longest["optimizer"] == "laperm"].groupby(
             ["experiment", "variant", *keys], dropna=False):
         first = lap.iloc[0]
-        adam = adams[(adams["paper_experiment"] == first["paper_experiment"])
-                     & np.logical_and.reduce([adams[c] == v for c, v in zip(keys, key)])]
+        adam = _baseline(adams, first["paper_experiment"], dict(zip(keys, key)))
         seeds = set(lap["seed"]) & set(adam["seed"])
         if not seeds:
             continue

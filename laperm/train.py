@@ -539,7 +539,7 @@ def _run_owned(config, files, *, resume, progress, allow_other_backend, devices,
         )
     try:
         if engine_options is not None:
-            final, adam_recalibrated, counts, test_note, extra = _device_epochs(
+            final, adam_recalibrated, counts, test_note, extra = _device_epochs_or_refuse(
                 config, model, splits, files, rows, bar, done, engine_options)
         else:
             final, adam_recalibrated, counts, test_note, extra = _fit_epochs(
@@ -619,6 +619,23 @@ def _fit_epochs(config, model, data_dir, splits, files, rows, bar, done, steps_p
                 adam_recalibrated = evaluate(model, pipes["test"])[1]
     counts = {k: pipes[k] for k in ("n_train", "n_val", "n_test")}
     return final, adam_recalibrated, counts, pipes["test_note"], {"engine": "fit"}
+
+
+def _device_epochs_or_refuse(config, model, splits, files, rows, bar, done, options):
+    """:func:`_device_epochs`, with the device running out of memory told in one line
+    (:func:`laperm.engine.out_of_memory_error`); a run that recorded no epoch leaves
+    no record behind."""
+    from laperm.engine import is_out_of_memory, out_of_memory_error
+
+    try:
+        return _device_epochs(config, model, splits, files, rows, bar, done, options)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        if files is not None and not rows:
+            files.remove_run()
+            files.config.unlink(missing_ok=True)
+        raise out_of_memory_error(config.name, len(rows)) from None
 
 
 def _device_epochs(config, model, splits, files, rows, bar, done, options):

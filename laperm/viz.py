@@ -424,6 +424,84 @@ def plot_vectors_as_images(
     return fig
 
 
+def augmented_images(images: Any, augmentation: str | None, draws: int = 4,
+                     seed: int = 0) -> np.ndarray:
+    """Images as the training pipeline augments them, ``draws`` times each.
+
+    The same Keras layers as both training paths (:func:`laperm.data.augmentation_layers`,
+    which the ``fit`` pipeline and the device engine call), applied with
+    ``training=True`` to images scaled to [0, 1].
+
+    Args:
+        images: ``(n, height, width)`` or ``(n, height, width, channels)``, uint8
+            (0-255) or floats in [0, 1].
+        augmentation: a preset of :data:`laperm.data.AUGMENTATIONS`, or None.
+        draws: augmented versions of each image.
+        seed: seeds the layers; the same seed gives the same draws.
+
+    Returns:
+        ``(draws + 1, n, height, width, channels)`` float32: row 0 the images,
+        rows 1.. the draws.
+    """
+    import keras
+
+    from laperm.data import augmentation_layers
+
+    x = np.asarray(images)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ValueError(f"images must be (n, height, width[, channels]); got {x.shape}")
+    if augmentation is None:
+        return np.stack([x] * (int(draws) + 1))
+    layers = augmentation_layers(augmentation, seed=seed)
+    out = [x] + [np.clip(keras.ops.convert_to_numpy(layers(x, training=True)), 0.0, 1.0)
+                 for _ in range(int(draws))]
+    return np.stack(out).astype(np.float32)
+
+
+def describe_augmentation(augmentation: str | None) -> str:
+    """The ranges of an augmentation preset in words, e.g. ``"rotation ±10°, zoom ±10 %"``."""
+    from laperm.data import AUGMENTATIONS
+
+    if augmentation is None:
+        return "no augmentation"
+    p = AUGMENTATIONS[augmentation]
+    parts = [f"rotation ±{p['rotation_deg']:g}°" if p["rotation_deg"] else "",
+             f"zoom ±{p['zoom']:.0%}" if p["zoom"] else "",
+             f"shift ±{p['shift']:.0%}" if p["shift"] else "",
+             "horizontal flip" if p["hflip"] else ""]
+    return ", ".join(part for part in parts if part)
+
+
+def plot_augmented(images: Any, augmentation: str | None, draws: int = 4, seed: int = 0,
+                   panel_size: float = 1.1):
+    """A grid of :func:`augmented_images`: the images on top, each draw below.
+
+    Returns:
+        The Figure (one Axes per image and draw).
+    """
+    grid = augmented_images(images, augmentation, draws, seed)
+    rows, n = grid.shape[:2]
+    fig, axes = plt.subplots(rows, n, figsize=(panel_size * n, panel_size * rows + 0.3),
+                             squeeze=False)
+    gray = grid.shape[-1] == 1
+    for r in range(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(grid[r, c, ..., 0] if gray else grid[r, c], cmap="gray" if gray else None,
+                      vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+        axes[r, 0].set_ylabel("original" if r == 0 else f"draw {r}", fontsize="small")
+    fig.suptitle(f"{describe_augmentation(augmentation)}; each column one image",
+                 fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 def _record_rows(record: Any, layout: str) -> np.ndarray:
     arr = np.asarray(P.to_numpy(record))
     if layout == "variable" or arr.ndim != 2:

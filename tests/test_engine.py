@@ -192,6 +192,37 @@ def test_bad_engine_options_are_one_clear_error(kwargs, message, tmp_path, data_
 
 
 @needs_jax
+@pytest.mark.parametrize("fails_at", [0, 1])
+def test_a_run_that_does_not_fit_in_device_memory_is_one_line(fails_at, tmp_path, data_dir,
+                                                               monkeypatch):
+    from laperm.engine import DeviceTrainer
+
+    original = DeviceTrainer.train_epoch
+
+    def out_of_memory_at(self, epoch, on_steps=None):
+        if epoch == fails_at:  # what XLA raises (jaxlib's XlaRuntimeError is a RuntimeError)
+            raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate "
+                               "1073741824 bytes.")
+        return original(self, epoch, on_steps)
+
+    monkeypatch.setattr(DeviceTrainer, "train_epoch", out_of_memory_at)
+    cfg = paper_config("f1", epochs=2, train_fraction=0.01, validation_size=100)
+    folder = tmp_path / "run"
+    with pytest.raises(EngineError, match="did not fit in the memory of") as info:
+        run(cfg, folder, data_dir=data_dir, progress=False, engine="device")
+    assert "\n" not in str(info.value) and "run fewer runs at once" in str(info.value)
+    if fails_at == 0:  # nothing was recorded: no record is left behind
+        assert "no epoch was recorded" in str(info.value)
+        assert sorted(p.name for p in folder.iterdir()) == []
+    else:  # the finished epoch stays, and the same call resumes the run
+        assert "its 1 finished epochs are kept" in str(info.value)
+        assert (folder / "checkpoint.keras").exists() and not (folder / "result.json").exists()
+        monkeypatch.setattr(DeviceTrainer, "train_epoch", original)
+        history, result = run(cfg, folder, data_dir=data_dir, progress=False, engine="device")
+        assert len(history) == 2 and result["resumed_at_epochs"] == [1]
+
+
+@needs_jax
 def test_two_devices_give_the_one_device_history(tmp_path):
     """Each batch split over two simulated CPU devices: the same run, float rounding aside.
 

@@ -294,6 +294,9 @@ def test_deadline_stops_runs(tmp_path):
     assert polite.rc == -signal.SIGTERM and stubborn.rc == -signal.SIGKILL
     assert any("SIGKILL" in line for line in lines)
     manifest = {"arrays": {"shapes": {"x_train": [50000, 32, 32, 3]}}}
+    # stopped before its first epoch: said so, in one line; after one: cut at the deadline
+    assert lease_py.run_summary(polite, manifest, 100)["status"] == lease_py.CUT_BEFORE_FIRST_EPOCH
+    polite.rows = [{"epoch": 1, "epoch_time_s": 50.0}]
     assert lease_py.run_summary(polite, manifest, 100)["status"] == "cut at the deadline"
     # the paper's Conv2: 45000 training images (5000 validation) in batches of 50
     cfg = {"validation_size": 5000, "train_fraction": 1.0, "batch_size": 50}

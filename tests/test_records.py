@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from laperm import records
+from laperm.book import findings
 from laperm.experiment import PAPER_ACCURACY, paper_config
 
 N_FULL_TRAIN = 55_000
@@ -128,6 +129,32 @@ def test_results_table_and_zero_fraction(runs_root):
     assert lp["p"] == pytest.approx(records.zero_fraction(found["f1_laperm_s0"][1]))
     assert lp["p"] == pytest.approx(0.4)
     assert records.zero_fraction({"init_tables": {}}) == 0.0
+    assert lp["paper row"] == "f1" and lp["seed"] == 0 and adam["seed"] == 1
+
+
+def test_a_laperm_run_that_never_synced_has_no_paper_number(tmp_path):
+    # 2 epochs of 2% of F1's training images (1,100 in batches of 128): 18 steps < k = 250.
+    cfg = paper_config("f1", epochs=2, train_fraction=0.02, validation_size=500, seed=0)
+    runs = {"early": write_run(tmp_path / "early", cfg, [(0.7, 0.7), (0.8, 0.8)]),
+            "adam": write_run(tmp_path / "adam", cfg.adam_baseline(), [(0.8, 0.81), (0.9, 0.9)])}
+    table = records.results_table(runs)
+    assert table.loc["early", "steps"] == 18 < cfg.sync_period
+    assert table.loc["early", "optimizer"] == records.NEVER_SYNCED
+    assert table.loc["early", "paper"] != table.loc["early", "paper"]  # NaN
+    # ... and no LaPerm − Adam sentence is made of it.
+    lines = findings.run_findings(table)
+    assert len(lines) == 2 and not any(" − " in line for line in lines)
+
+
+def test_run_findings_pair_laperm_with_adam_of_the_same_row_and_seed(runs_root, tmp_path):
+    found = records.stored_runs(["f1"], runs_root)
+    f2 = paper_config("f2", epochs=2, train_fraction=0.02, validation_size=500, seed=0)
+    found["f2_adam_s0"] = write_run(tmp_path / "f2_adam_s0", f2.adam_baseline(),
+                                    [(0.5, 0.5), (0.6, 0.6)])
+    lines = findings.run_findings(records.results_table(found))
+    gaps = [line for line in lines if " − " in line]
+    # Only f1_laperm_s1 has an Adam run of its row and seed (f1_adam_s1): 0.77 − 0.86.
+    assert gaps == ["f1_laperm_s1 − f1_adam_s1: -9.00 points at the same scale and seed."]
 
 
 def test_paper_coverage(runs_root):

@@ -204,3 +204,20 @@ def test_has_batchnorm_matches_the_built_model(name):
     built = models.get(name)
     has = any(isinstance(layer, keras.layers.BatchNormalization) for layer in built.layers)
     assert models.has_batchnorm(name) == has
+
+
+def test_authors_code_sentences_judge_the_paper_number_by_the_same_interval():
+    def record(model, mean, sd):
+        return {"summary": [{"model": model, "side": "authors", "metric": "best_test_accuracy",
+                             "mean": mean, "sd": sd, "seeds": {"0": 0, "1": 0, "2": 0}}]}
+
+    # F1 (paper 85.46%): 82.3% ± 2.3 over 3 seeds on 10,000 images -> [77.0%, 87.6%]
+    (inside,) = verdict.authors_code_sentences(record("f1", 0.823, 0.023))
+    assert "lies inside its interval [77.0%, 87.6%]" in inside
+    assert "consistent with the published number on 3 seeds" in inside
+    assert "below the published" not in inside and "-3.2 points from the paper" in inside
+    # F2 (paper 78.14%): 48.2% ± 4.5 -> [38.0%, 58.4%], the paper's number above it
+    (below,) = verdict.authors_code_sentences(record("f2", 0.482, 0.045))
+    assert "lies outside its interval [38.0%, 58.4%]" in below
+    assert "their code lands below the published number too" in below
+    assert verdict.authors_code_sentences(None) == []

@@ -279,3 +279,28 @@ def test_three_evaluations_only_for_histories_that_have_them():
     assert table["epoch"].tolist() == [1, 2, 3]  # the last epoch is always shown
     assert table["re-estimated − stale (points)"].round(1).tolist() == [30.0, 20.0, 5.0]
     plt.close("all")
+
+
+def test_augmented_images_are_the_pipelines_draws(rng):
+    # a bright square on black: every augmented pixel stays within the image's range
+    # (nearest fill, bilinear interpolation), the draws move it, and a seed repeats them
+    images = np.zeros((3, 28, 28), np.uint8)
+    images[:, 10:18, 10:18] = 255
+    grid = viz.augmented_images(images, "mnist", draws=3, seed=1)
+    assert grid.shape == (4, 3, 28, 28, 1) and grid.dtype == np.float32
+    np.testing.assert_array_equal(grid[0, ..., 0], images / 255.0)
+    assert grid.min() >= 0.0 and grid.max() <= 1.0
+    assert all(not np.array_equal(grid[d], grid[0]) for d in (1, 2, 3))
+    assert not np.array_equal(grid[1], grid[2])
+    np.testing.assert_array_equal(grid, viz.augmented_images(images, "mnist", draws=3, seed=1))
+    # no augmentation: every draw is the image
+    same = viz.augmented_images(images, None, draws=2)
+    np.testing.assert_array_equal(same[1], same[0])
+    with pytest.raises(ValueError, match="must be"):
+        viz.augmented_images(np.zeros((28, 28)), "mnist")
+    assert viz.describe_augmentation("mnist") == "rotation ±10°, zoom ±10%, shift ±10%"
+    assert viz.describe_augmentation(None) == "no augmentation"
+    fig = viz.plot_augmented(rng.integers(0, 256, (2, 32, 32, 3)).astype(np.uint8), "cifar_conv",
+                             draws=2)
+    assert len(fig.axes) == 3 * 2
+    plt.close(fig)

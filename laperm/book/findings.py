@@ -149,7 +149,8 @@ def run_findings(table: pd.DataFrame) -> list[str]:
 
     One sentence per run (test accuracy at the best validation epoch, its
     scale and, for LaPerm, the paper's number where there is one), then the
-    gap between each LaPerm run and the Adam run of the same scale.
+    gap between each LaPerm run and the Adam run of the same row of the
+    paper's table, scale and seed (none for a LaPerm run that never synced).
     """
     if table is None or not len(table):
         return []
@@ -160,11 +161,13 @@ def run_findings(table: pd.DataFrame) -> list[str]:
             text += f"; paper {r['paper']:.2%}"
         lines.append(text + ").")
     adam = table[table["optimizer"] == "Adam"]
-    for label, r in table[table["optimizer"] != "Adam"].iterrows():
-        same = adam[adam["scale"] == r["scale"]]
+    for label, r in table[table["optimizer"] == "LaPerm (inner Adam)"].iterrows():
+        same = adam[(adam["scale"] == r["scale"]) & (adam["paper row"] == r["paper row"])
+                    & (adam["seed"] == r["seed"])]
         if len(same):
             gap = (r["test acc at best val"] - same["test acc at best val"].iloc[0]) * 100
-            lines.append(f"{label} − {same.index[0]}: {gap:+.2f} points at the same scale.")
+            lines.append(f"{label} − {same.index[0]}: {gap:+.2f} points at the same scale "
+                         "and seed.")
     return lines
 
 

@@ -451,7 +451,6 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
     paper_of = {folder: paper_names.get(r["name"], r["name"]) for folder, (_, r) in found.items()}
     table = records.results_table(found, paper_of)
     results = [r for _, r in found.values()]
-    table.insert(1, "seed", [r["config"]["seed"] for r in results])
     table["hardware"] = [hardware_label(r.get("hardware")) for r in results]
     table["date"] = [str(r.get("date", "?"))[:10] for r in results]
     show_table(table)

@@ -312,6 +312,12 @@ def steps_per_epoch(cfg: dict, manifest: dict) -> int | None:
         return None
 
 
+#: The status of a run the deadline stopped before it recorded an epoch.
+CUT_BEFORE_FIRST_EPOCH = ("cut before its first epoch: the window was shorter than one epoch "
+                          "with its compilation; no record (give the next lease more --budget-s "
+                          "or fewer runs)")
+
+
 def run_summary(run: Run, manifest: dict, window_s: float | None) -> dict:
     cfg = run.config()
     rows = run.rows
@@ -322,7 +328,7 @@ def run_summary(run: Run, manifest: dict, window_s: float | None) -> dict:
     elif finished and run.rc == 0:
         status = "finished"
     elif run.stopped:
-        status = "cut at the deadline"
+        status = "cut at the deadline" if rows else CUT_BEFORE_FIRST_EPOCH
     elif run.proc is None:
         status = "not started"
     else:
