@@ -80,6 +80,25 @@ def reference_run(theta0: dict, grads: dict):
     return after_syncs
 
 
+def keras_run(theta0: dict, grads: dict):
+    """The scenario under laperm.LaPerm (Keras, this environment's backend): weights after
+    every sync."""
+    import keras
+
+    import laperm
+
+    variables = [keras.Variable(theta0[n], name="kernel") for n in SHAPES]
+    opt = laperm.LaPerm(keras.optimizers.SGD(LEARNING_RATE), sync_period=SYNC_PERIOD)
+    opt.build(variables)
+    after_syncs = []
+    for step in range(STEPS):
+        opt.apply([keras.ops.convert_to_tensor(grads[n][step]) for n in SHAPES], variables)
+        if (step + 1) % SYNC_PERIOD == 0:
+            after_syncs.append({n: keras.ops.convert_to_numpy(v.value)
+                                for n, v in zip(SHAPES, variables)})
+    return after_syncs
+
+
 def ties_met(theta0: dict, grads: dict) -> int:
     """How many pre-sync ties in the scenario map to different initial values (> 0 wanted)."""
     w = {n: v.copy() for n, v in theta0.items()}

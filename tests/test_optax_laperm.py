@@ -124,19 +124,9 @@ def test_same_values_as_the_numpy_reference_after_every_sync(seed):
 def test_same_values_as_the_keras_laperm_after_every_sync():
     """laperm.LaPerm (Keras, on this environment's backend) and laperm.optax, same weights,
     same gradients: equal after every sync, ties and zeros included."""
-    keras = pytest.importorskip("keras")
-    import laperm
-
+    pytest.importorskip("keras")
     theta0, grads = ref.scenario(3)
-    variables = [keras.Variable(theta0[n], name="kernel") for n in ref.SHAPES]
-    opt = laperm.LaPerm(keras.optimizers.SGD(ref.LEARNING_RATE), sync_period=ref.SYNC_PERIOD)
-    opt.build(variables)
-    keras_after = []
-    for step in range(ref.STEPS):
-        opt.apply([keras.ops.convert_to_tensor(grads[n][step]) for n in ref.SHAPES], variables)
-        if (step + 1) % ref.SYNC_PERIOD == 0:
-            keras_after.append({n: keras.ops.convert_to_numpy(v.value)
-                                for n, v in zip(ref.SHAPES, variables)})
+    keras_after = ref.keras_run(theta0, grads)
     optax_after, _ = _optax_scenario_run(theta0, grads)
     for k, o in zip(keras_after, optax_after, strict=True):
         for name in ref.SHAPES:

@@ -154,19 +154,9 @@ def test_same_values_as_the_numpy_reference_after_every_sync(seed):
 def test_same_values_as_the_keras_laperm_after_every_sync():
     """laperm.LaPerm (Keras, here on the torch backend) and laperm.torch.LaPerm, same
     weights, same gradients: equal after every sync, ties and zeros included."""
-    keras = pytest.importorskip("keras")
-    import laperm
-
+    pytest.importorskip("keras")
     theta0, grads = ref.scenario(3)
-    variables = [keras.Variable(theta0[n], name="kernel") for n in ref.SHAPES]
-    opt = laperm.LaPerm(keras.optimizers.SGD(ref.LEARNING_RATE), sync_period=ref.SYNC_PERIOD)
-    opt.build(variables)
-    keras_after = []
-    for step in range(ref.STEPS):
-        opt.apply([keras.ops.convert_to_tensor(grads[n][step]) for n in ref.SHAPES], variables)
-        if (step + 1) % ref.SYNC_PERIOD == 0:
-            keras_after.append({n: keras.ops.convert_to_numpy(v.value)
-                                for n, v in zip(ref.SHAPES, variables)})
+    keras_after = ref.keras_run(theta0, grads)
     torch_after = _torch_scenario_run(theta0, grads)
     for k, t in zip(keras_after, torch_after, strict=True):
         for name in ref.SHAPES:
