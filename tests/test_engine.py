@@ -109,23 +109,23 @@ def test_a_killed_run_resumes_to_the_uninterrupted_history(tmp_path, data_dir, m
     from laperm.engine import DeviceTrainer
 
     # BatchNorm, dropout and the augmentation: all three draw from (seed, epoch, step)
-    cfg = paper_config("conv2", epochs=3, train_fraction=0.003, validation_size=100,
+    cfg = paper_config("conv2", epochs=2, train_fraction=0.003, validation_size=100,
                        sync_period=2, bn_batches=1)
     whole, _ = run(cfg, tmp_path / "whole", data_dir=data_dir, progress=False, engine="device")
     original = DeviceTrainer.train_epoch
 
-    def killed_at_epoch_2(self, epoch, on_steps=None):
-        if epoch == 2:
+    def killed_in_epoch_2(self, epoch, on_steps=None):
+        if epoch == 1:  # 0-based: the second epoch, after the first one's checkpoint
             raise KeyboardInterrupt
         return original(self, epoch, on_steps)
 
-    monkeypatch.setattr(DeviceTrainer, "train_epoch", killed_at_epoch_2)
+    monkeypatch.setattr(DeviceTrainer, "train_epoch", killed_in_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "cut", data_dir=data_dir, progress=False, engine="device")
     monkeypatch.setattr(DeviceTrainer, "train_epoch", original)
     resumed, result = run(cfg, tmp_path / "cut", data_dir=data_dir, progress=False,
                           engine="device")
-    assert result["resumed_at_epochs"] == [2]
+    assert result["resumed_at_epochs"] == [1]
     for column in COLUMNS:
         np.testing.assert_array_equal(resumed[column].to_numpy(float),
                                       whole[column].to_numpy(float), err_msg=column)

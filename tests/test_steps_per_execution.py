@@ -25,6 +25,12 @@ TORCH = keras.backend.backend() == "torch"
 @pytest.mark.parametrize("name", ["f1", "conv2"])
 def test_several_steps_per_execution_give_the_same_run(name, tmp_path, data_dir,
                                                        small_data_dir):
+    if name == "conv2" and keras.backend.backend() == "jax":
+        # 97 s of the JAX tier's 5 min (2026-12-04). Keras's JAX trainer runs several steps
+        # per execution as a loop over the same one-step function, so f1 covers the
+        # mechanism there; conv2's BatchNorm and dropout over several steps per execution
+        # are covered under TensorFlow, whose trainer compiles them into one program.
+        pytest.skip("conv2 runs under TensorFlow (main suite); f1 covers JAX's loop")
     cfg, steps = _tiny(name)
     if name == "conv2":
         data_dir = small_data_dir
