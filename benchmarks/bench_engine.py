@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     import jax
     import keras
 
-    from laperm.config import paper_config
+    from laperm.paper import paper_config
 
     if keras.backend.backend() != "jax":
         print("error: run under KERAS_BACKEND=jax", file=sys.stderr)

@@ -31,7 +31,7 @@ def measure(name: str, optimizer: str, runs: int, steps: int, sync_period=None) 
     import jax.numpy as jnp
     import numpy as np
 
-    from laperm.config import paper_config
+    from laperm.paper import paper_config
     from laperm.engine import DeviceTrainer
     from laperm.train import build_model, build_optimizer, epoch_seed_states, load_splits
 

@@ -62,7 +62,7 @@ _EXPORTS = {
 _SUBMODULES = (
     "backends", "batchnorm", "book", "callbacks", "cli", "config", "data", "evaluation",
     "exceptions", "experiment", "fused", "models", "ops", "optax", "optimizer", "paper",
-    "pipeline", "presets", "torch",
+    "presets", "torch",
     "pretrained", "profiles", "project", "provenance", "pruning", "records", "reproduce", "runfiles",
     "speed", "sync_schedules", "train", "viz",
 )

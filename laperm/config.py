@@ -7,7 +7,7 @@ plain-Adam baseline), pruning or shared-value initialisation, the seed, the
 precision and the scale knobs of reduced runs.  Its :attr:`~ExperimentConfig.hash`
 names the run; fields added later are left out of the hash at their default,
 so every older record keeps its hash.  The paper's configs are in
-:data:`laperm.paper.EXPERIMENTS`; :func:`paper_config` returns one, changed.
+:data:`laperm.paper.EXPERIMENTS`; :func:`laperm.paper.paper_config` returns one, changed.
 """
 
 from __future__ import annotations
@@ -138,12 +138,9 @@ class ExperimentConfig:
             raise ValueError(f"Unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}.")
         if self.kernels not in KERNELS:
             raise ValueError(f"Unknown kernels {self.kernels!r}; valid: {', '.join(KERNELS)}.")
-        from laperm.data import PREPROCESSORS
-        from laperm.pruning import SHARED_MASKS
-
-        if self.preprocessing not in PREPROCESSORS:
+        if self.preprocessing not in PREPROCESSINGS:
             raise ValueError(f"Unknown preprocessing {self.preprocessing!r}; "
-                             f"valid: {', '.join(PREPROCESSORS)}.")
+                             f"valid: {', '.join(PREPROCESSINGS)}.")
 
         if self.shared_mask not in SHARED_MASKS:
             raise ValueError(f"shared_mask must be one of {', '.join(SHARED_MASKS)}; "
@@ -241,20 +238,21 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 #: BatchNorm, Adam and small convolutions (:mod:`laperm.fused`).
 KERNELS = ("keras", "fused")
 
+#: Named input preprocessing of Section 5, with what each does (the authors'
+#: Conv2/4/13 notebooks fed raw 0-255 pixels where standardised input was
+#: intended).  :data:`laperm.data.PREPROCESSORS` fits each of them.
+PREPROCESSINGS: dict[str, str] = {
+    "scale01": "x / 255 (MNIST: Conv7, F1, F2)",
+    "cifar_raw": "raw 0-255 float input, as the authors' Conv2/4/13 notebooks actually ran",
+    "cifar_standardize":
+        "per-channel (x - mean) / std with training-set statistics (the intended Conv2/4/13 input)",
+    "pixel_mean": "x / 255 minus the per-pixel mean of the /255 training images (ResNet50)",
+}
 
-def paper_config(name: str, **changes) -> ExperimentConfig:
-    """The paper's config of one experiment, optionally changed.
-
-    Raises:
-        ValueError: unknown experiment name (the message lists the valid ones).
-    """
-    from laperm.paper import EXPERIMENTS
-
-    if name not in EXPERIMENTS:
-        raise ValueError(
-            f"Unknown experiment {name!r}; valid names: {', '.join(EXPERIMENTS)}."
-        )
-    return EXPERIMENTS[name].replace(**changes) if changes else EXPERIMENTS[name]
+#: Masks of the shared-value initialisation (Section 5.5,
+#: :func:`laperm.pruning.shared_value`): the paper's independent draw per weight,
+#: or the control in which every unit keeps the same number of connections.
+SHARED_MASKS = ("bernoulli", "per_unit")
 
 
 #: Suffix of an Adam baseline's config name.  Kept in the name (and so in the

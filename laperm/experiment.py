@@ -6,10 +6,9 @@ needs for a run::
     from laperm.experiment import paper_config, run
     history, result = run(paper_config("conv7", epochs=3, train_fraction=0.1), "runs/conv7")
 
-* :mod:`laperm.config`: :class:`ExperimentConfig`, :func:`paper_config`, the
-  learning-rate schedules;
+* :mod:`laperm.config`: :class:`ExperimentConfig`, the learning-rate schedules;
 * :mod:`laperm.paper`: the paper's table and the settings of every experiment
-  (:data:`EXPERIMENTS`, :data:`PAPER_ACCURACY`);
+  (:data:`EXPERIMENTS`, :data:`PAPER_ACCURACY`, :func:`paper_config`);
 * :mod:`laperm.train`: :func:`run`, the data pipelines and the model of a config;
 * :mod:`laperm.evaluation`: how a run is judged;
 * :mod:`laperm.runfiles`: the files of a run folder, written to survive kills;
@@ -18,9 +17,8 @@ needs for a run::
 
 from __future__ import annotations
 
-from laperm.config import (LR_SCHEDULES, PRECISIONS, ExperimentConfig, learning_rate_at,
-                           paper_config)
-from laperm.paper import EXPERIMENTS, PAPER_ACCURACY
+from laperm.config import LR_SCHEDULES, PRECISIONS, ExperimentConfig, learning_rate_at
+from laperm.paper import EXPERIMENTS, PAPER_ACCURACY, paper_config
 from laperm.provenance import environment_info
 from laperm.runfiles import RunDirError, RunFiles
 from laperm.train import build_model, build_optimizer, load_splits, prepare_data, run

@@ -90,9 +90,7 @@ def warn_if_bfloat16_is_emulated(policy: str, accelerator: str | None = None,
     if "bfloat16" not in policy or native_bfloat16(cpuinfo) is not False:
         return False
     if accelerator is None:
-        from laperm.provenance import _accelerator
-
-        accelerator = _accelerator()
+        accelerator = accelerator_name()
     if not accelerator.startswith("none"):
         return False
     warnings.warn(
@@ -102,3 +100,32 @@ def warn_if_bfloat16_is_emulated(policy: str, accelerator: str | None = None,
         "machine (--precision float32, the default).",
         RuntimeWarning, stacklevel=2)
     return True
+
+
+def accelerator_name() -> str:
+    """The accelerators the Keras backend sees, or ``"none (CPU)"``."""
+    import keras  # deferred: hardware facts are read without Keras too
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            return ", ".join(g.name for g in gpus) if gpus else "none (CPU)"
+        if backend == "jax":
+            import jax
+
+            devices = jax.devices()
+            if devices[0].platform == "cpu":
+                return "none (CPU)"
+            return ", ".join(getattr(d, "device_kind", str(d)) for d in devices)
+        if backend == "torch":
+            import torch
+
+            if not torch.cuda.is_available():
+                return "none (CPU)"
+            return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    except Exception:  # pragma: no cover - informational only
+        return "unknown"
+    return "unknown"

@@ -176,6 +176,19 @@ def laperm_settings(experiment: str) -> dict:
     return dict(sync_period=k, skip_bias=cfg.skip_bias, skip_bn=cfg.skip_bn)
 
 
+def paper_config(name: str, **changes) -> ExperimentConfig:
+    """The paper's config of one experiment, optionally changed.
+
+    Raises:
+        ValueError: unknown experiment name (the message lists the valid ones).
+    """
+    if name not in EXPERIMENTS:
+        raise ValueError(
+            f"Unknown experiment {name!r}; valid names: {', '.join(EXPERIMENTS)}."
+        )
+    return EXPERIMENTS[name].replace(**changes) if changes else EXPERIMENTS[name]
+
+
 def results_table():
     """The paper's results table as a pandas DataFrame (one row per experiment)."""
     import pandas as pd

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from laperm.hardware import accelerator_name, cpu_features, cpu_model
+
 
 def environment_info() -> dict:
     """Hardware, library versions and git commit, for result records."""
-    import keras
-
-    from laperm.hardware import cpu_features, cpu_model
+    import keras  # deferred: laperm imports without Keras (laperm.torch, laperm.optax)
 
     info = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -30,7 +30,7 @@ def environment_info() -> dict:
             "cpu_count": os.cpu_count(),
             "cpu": cpu_model(),
             "cpu_features": cpu_features(),
-            "accelerator": _accelerator(),
+            "accelerator": accelerator_name(),
         },
         "versions": {
             "python": platform.python_version(),
@@ -54,34 +54,6 @@ def _laperm_version():
     from laperm import __version__
 
     return __version__
-
-
-def _accelerator() -> str:
-    import keras
-
-    backend = keras.backend.backend()
-    try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            gpus = tf.config.list_physical_devices("GPU")
-            return ", ".join(g.name for g in gpus) if gpus else "none (CPU)"
-        if backend == "jax":
-            import jax
-
-            devices = jax.devices()
-            if devices[0].platform == "cpu":
-                return "none (CPU)"
-            return ", ".join(getattr(d, "device_kind", str(d)) for d in devices)
-        if backend == "torch":
-            import torch
-
-            if not torch.cuda.is_available():
-                return "none (CPU)"
-            return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-    except Exception:  # pragma: no cover - informational only
-        return "unknown"
-    return "unknown"
 
 
 #: Names the commit where the checkout's own ``.git`` is not the source (a copy of

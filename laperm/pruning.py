@@ -31,6 +31,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from laperm import paper
+from laperm.config import SHARED_MASKS
+
 
 __all__ = [
     "PAPER_CHECKPOINT_NONZERO",
@@ -48,24 +51,12 @@ __all__ = [
     "unit_connection_counts",
 ]
 
-#: The paper's pruning and shared-value settings, kept in :mod:`laperm.paper`.
-# PAPER_PRUNE_KEEP, PAPER_SHARED_VALUE and PAPER_CHECKPOINT_NONZERO are read
-# from laperm.paper on first use (laperm.paper builds configs that check
-# SHARED_MASKS here, so this module does not import it at load time).
-
-
-def __getattr__(name):
-    from laperm import paper
-
-    if name == "PAPER_PRUNE_KEEP":
-        return paper.PRUNE_KEEP
-    if name == "PAPER_SHARED_VALUE":
-        return {key: dict(value=s["value"],
-                          keep=list(s["keep"]) if isinstance(s["keep"], tuple) else s["keep"])
-                for key, s in paper.SHARED_VALUE.items()}
-    if name == "PAPER_CHECKPOINT_NONZERO":
-        return paper.CHECKPOINT_NONZERO
-    raise AttributeError(f"module 'laperm.pruning' has no attribute {name!r}")
+#: The paper's pruning and shared-value settings (their home is :mod:`laperm.paper`).
+PAPER_PRUNE_KEEP = paper.PRUNE_KEEP
+PAPER_SHARED_VALUE = {key: dict(value=s["value"],
+                                keep=list(s["keep"]) if isinstance(s["keep"], tuple) else s["keep"])
+                      for key, s in paper.SHARED_VALUE.items()}
+PAPER_CHECKPOINT_NONZERO = paper.CHECKPOINT_NONZERO
 
 COLUMNS = [
     "layer",
@@ -268,8 +259,6 @@ def random_prune(model, keep, first_layer_keep: float | None = 0.8, seed: int = 
         rows.append(_row(layer, v, k, applied, w))
     return pd.DataFrame(rows, columns=COLUMNS)
 
-
-SHARED_MASKS = ("bernoulli", "per_unit")
 
 
 def _per_unit_mask(shape: tuple, keep: float, rng: np.random.Generator) -> np.ndarray:

@@ -353,7 +353,7 @@ def run(
     """Train one experiment and measure it honestly.
 
     Args:
-        config: the run (see :func:`paper_config` and ``config.replace``).
+        config: the run (see :func:`laperm.paper.paper_config` and ``config.replace``).
         out_dir: folder for ``config.json``, ``history.csv``,
             ``checkpoint.keras`` (the resume point), ``best.weights.h5`` (best
             epoch on validation, synchronised) and ``result.json``.  None keeps

@@ -88,7 +88,7 @@ def test_the_configured_backend_follows_keras_rules(tmp_path, monkeypatch):
 NO_TENSORFLOW = textwrap.dedent("""
     import sys
     sys.modules["tensorflow"] = None  # `import tensorflow` raises ImportError from here on
-    import laperm, laperm.experiment, laperm.reproduce, laperm.data, laperm.pipeline
+    import laperm, laperm.experiment, laperm.reproduce, laperm.data, laperm.data.pipeline
     import laperm.train, laperm.callbacks, laperm.batchnorm, laperm.evaluation, laperm.crosscheck
     from laperm import crosscheck, data
     assert data.default_pipeline() == "pydataset"

@@ -147,7 +147,7 @@ def test_kernels_is_a_config_choice_outside_the_hash_at_its_default():
 
 
 def test_an_experiment_with_fused_kernels_records_and_reloads_them(tmp_path, data_dir):
-    from laperm.config import paper_config
+    from laperm.paper import paper_config
     from laperm.experiment import run
     from laperm.reproduce import run_name
 

@@ -1,4 +1,4 @@
-"""The backend-neutral input pipeline (laperm.pipeline, make_dataset(pipeline="pydataset")).
+"""The backend-neutral input pipeline (laperm.data.pipeline, make_dataset(pipeline="pydataset")).
 
 Backend-agnostic: the main suite runs it under TensorFlow (where it is also
 compared with the ``tf.data`` pipeline), scripts/test_jax.sh under JAX without
@@ -13,7 +13,7 @@ import pytest
 
 from laperm import data
 from laperm.backends import has_tensorflow
-from laperm.pipeline import ArrayBatches, batch_seed
+from laperm.data.pipeline import ArrayBatches, batch_seed
 
 BACKEND = keras.backend.backend()
 

@@ -274,7 +274,7 @@ def test_missing_data_leaves_no_folder(tmp_path, monkeypatch):
     def offline(name):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(data, "_download_cached", offline)  # never the real network
+    monkeypatch.setattr(data.datasets, "_download_cached", offline)  # never the real network
     monkeypatch.delenv("LAPERM_DATA_DIR", raising=False)
     missing = tmp_path / "empty" / "mnist.npz"
     out = tmp_path / "run"

@@ -29,7 +29,7 @@ import time
 def bench(experiment: str, optimizer: str, steps: int, warmup: int) -> dict:
     import keras
 
-    from laperm.config import paper_config
+    from laperm.paper import paper_config
     from laperm.train import build_model, build_optimizer, load_splits, prepare_data
 
     cfg = paper_config(experiment)
