@@ -80,6 +80,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from laperm.atomic import atomic_write_json
+
 #: Environment variable naming the folder of the authors' code.
 ENV_VAR = "LAPERM_AUTHORS_CODE"
 #: The authors' repository (MIT licence).
@@ -1197,9 +1199,7 @@ def distribution_table(record: dict, metric: str = "best_test_accuracy") -> pd.D
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=_json_default))
-    os.replace(tmp, path)
+    atomic_write_json(path, payload, default=_json_default)
 
 
 def _json_default(obj):

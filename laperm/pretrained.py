@@ -29,6 +29,8 @@ import json
 import os
 from pathlib import Path
 
+from laperm.atomic import atomic_write_json
+
 MANIFEST = "manifest.json"
 
 
@@ -343,7 +345,5 @@ def export(run_dir, name: str, directory=None, *, dtype: str = "float32",
     }
     entries = manifest(target_dir, missing_ok=True)
     entries[name] = entry
-    tmp = target_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
-    os.replace(tmp, target_dir / MANIFEST)
+    atomic_write_json(target_dir / MANIFEST, entries, sort_keys=True)
     return entry

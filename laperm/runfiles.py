@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from laperm.atomic import atomic_write
+
 
 class RunDirError(ValueError):
     """A run folder holds a run that must not be continued or reused here."""
@@ -36,13 +38,6 @@ class RunDirError(ValueError):
 
 #: ``<stem>.tmp-<pid>.<suffixes>`` (this version) or ``<stem>.tmp.<suffixes>`` (older ones).
 _TMP = re.compile(r"^[^.]+\.tmp(?:-(?P<pid>\d+))?(?:\.|$)")
-
-
-def _tmp_name(path: Path) -> Path:
-    """``name.tmp-<pid>.<suffixes>`` beside ``path``: the writer's process id in the name."""
-    stem, dot, suffixes = path.name.partition(".")
-    tag = f"{stem}.tmp-{os.getpid()}"
-    return path.with_name(f"{tag}.{suffixes}" if dot else tag)
 
 
 def _alive(pid: int) -> bool:
@@ -58,18 +53,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def atomic_write(path: Path, write) -> None:
-    """Write ``path`` through a temporary file and ``os.replace``."""
-    tmp = _tmp_name(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`laperm.atomic.atomic_write_text` through this module's ``atomic_write``
+    (tests replace it here to simulate a full disk at a chosen write)."""
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 

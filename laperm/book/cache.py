@@ -27,6 +27,7 @@ import json
 import os
 from pathlib import Path
 
+from laperm.atomic import atomic_write_json
 from laperm.book.layout import Project
 from laperm.book.sections import Plan
 from laperm.book.source import code_fingerprint, declared_reads, read_page
@@ -130,9 +131,7 @@ def load_cache(project: Project) -> dict:
 
 def save_cache(project: Project, cache: dict) -> None:
     project.executed_dir.mkdir(parents=True, exist_ok=True)
-    tmp = project.cache_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-    os.replace(tmp, project.cache_path)
+    atomic_write_json(project.cache_path, cache, sort_keys=True)
 
 
 def is_cached(project: Project, p: Plan, key: str | None = None) -> bool:

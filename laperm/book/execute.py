@@ -21,6 +21,7 @@ import re
 import time
 from pathlib import Path
 
+from laperm.atomic import atomic_write
 from laperm.book.cache import cache_key, is_cached, load_cache, save_cache
 from laperm.book.layout import BUILD_ENV, Project
 from laperm.book.sections import Plan
@@ -96,9 +97,7 @@ def refresh_text(project: Project, section: str) -> bool:
     merged = with_outputs(read_page(project.page(section)), executed)
     if merged is None or merged == executed:
         return False
-    tmp = path.with_suffix(".ipynb.tmp")
-    nbformat.write(merged, str(tmp))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: nbformat.write(merged, str(tmp)))
     return True
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from laperm.atomic import atomic_write_json
 from laperm.book.knobs import PROFILE_DESCRIPTIONS, PROFILE_NAMES, check_parameters
 from laperm.book.layout import build_dir, results_dir, status_dir
 from laperm.config import experiment_name
@@ -293,9 +294,7 @@ def finish(sec: Section, extra: dict | None = None) -> dict:
     }
     path = status_dir()
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / f"{sec.section}.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, path / f"{sec.section}.json")
+    atomic_write_json(path / f"{sec.section}.json", record, default=str)
     return record
 
 
