@@ -9,11 +9,10 @@ import numpy as np
 from keras import ops
 
 from laperm import ops as lops
+from laperm.optimizer import find_laperm
 
 
 def _laperm_of(model):
-    from laperm.optimizer import find_laperm
-
     optimizer = getattr(model, "optimizer", None)
     found = find_laperm(optimizer, required=False)
     if found is None:

@@ -80,7 +80,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from laperm import data
 from laperm.atomic import atomic_write_json
+from laperm.experiment import (build_model, environment_info, learning_rate_at, load_splits,
+                               paper_config, prepare_data, run)
+from laperm.optimizer import LaPerm, NonFiniteWeightsError
+from laperm.project import is_project, project_root
 
 #: Environment variable naming the folder of the authors' code.
 ENV_VAR = "LAPERM_AUTHORS_CODE"
@@ -149,8 +154,6 @@ SHIMS: tuple[Shim, ...] = (
 
 
 def _default_directory() -> Path:
-    from laperm.project import is_project, project_root
-
     root = project_root(required=False)
     if root is None:
         package_parent = Path(__file__).resolve().parents[1]
@@ -415,8 +418,6 @@ def our_sync(current: Sequence[np.ndarray], theta0: Sequence[np.ndarray]) -> lis
     """
     import keras
 
-    from laperm.optimizer import LaPerm
-
     variables = [keras.Variable(np.asarray(t, np.float32), name=f"w{i}")
                  for i, t in enumerate(theta0)]
     ours = LaPerm(keras.optimizers.Adam(), sync_period=1, skip_bias=False, skip_bn=False)
@@ -513,8 +514,6 @@ def sync_differences(code: AuthorsCode | None = None) -> pd.DataFrame:
     Returns:
         One row per input: ``case, authors, ours, reason``.
     """
-    from laperm.optimizer import NonFiniteWeightsError
-
     code = code or load_authors_code()
     rng = np.random.default_rng(1)
     nan_current = rng.standard_normal((20, 4)).astype(np.float32)
@@ -814,15 +813,6 @@ def compare_training(model: str = "f1", *, syncs: int = 3, sync_period: int | No
     """
     import keras
 
-    from laperm.experiment import (
-        build_model,
-        learning_rate_at,
-        load_splits,
-        paper_config,
-        prepare_data,
-    )
-    from laperm.optimizer import LaPerm
-
     code = code or load_authors_code()
     base = {"f1": "f1", "f2": "f2", "conv7": "conv7_k20"}.get(model)
     if base is None:
@@ -972,8 +962,6 @@ def authors_notebook_run(model: str, seed: int, *, data_dir=None, epochs: int | 
         ``last_test_accuracy`` (the last evaluation), the history, the
         initial non-zero fraction, wall time.
     """
-    from laperm import data
-
     code = code or load_authors_code()
     settings = NOTEBOOK_SETTINGS[model]
     epochs = int(epochs or settings["epochs"])
@@ -1043,8 +1031,6 @@ def our_run(model: str, seed: int, *, data_dir=None, epochs: int | None = None,
         ``best_test_accuracy`` (the best epoch chosen on the test set, the
         authors' protocol, per epoch), ``last_test_accuracy``, the history.
     """
-    from laperm.experiment import paper_config, run
-
     changes = {"seed": seed, "train_fraction": train_fraction}
     if epochs:
         changes["epochs"] = int(epochs)
@@ -1134,8 +1120,6 @@ def distribution(seeds: Sequence[int] = (0, 1, 2), models: Sequence[str] = ("f1"
         The record: settings of each side, every run, the summary table and
         the environment.
     """
-    from laperm.experiment import environment_info
-
     code = code or load_authors_code()
     fraction = 1.0 if not train_size else min(1.0, train_size / 55000)
     rows = []
@@ -1214,15 +1198,11 @@ def _json_default(obj):
 
 def default_out_dir() -> Path:
     """``results/crosscheck`` of the project checkout."""
-    from laperm.project import project_root
-
     return project_root() / "results" / "crosscheck"
 
 
 def sync_record(code: AuthorsCode | None = None) -> dict:
     """The sync comparison as a JSON-able record (for ``sync.json``)."""
-    from laperm.experiment import environment_info
-
     code = code or load_authors_code()
     table = compare_sync(code=code)
     return {"what": "their synchronisation and ours from the same weights and theta_0 "
@@ -1247,8 +1227,6 @@ TRAINING_RUNS = (
 
 def training_record(runs=TRAINING_RUNS, data_dir=None, code: AuthorsCode | None = None) -> dict:
     """The training comparisons as a JSON-able record (for ``training.json``)."""
-    from laperm.experiment import environment_info
-
     code = code or load_authors_code()
     comparisons = []
     for spec in runs:

@@ -44,6 +44,11 @@ import math
 import time
 
 import numpy as np
+from laperm import data, ops as lops
+from laperm.backends import seed_generator_states
+from laperm.batchnorm import batchnorm_layers
+from laperm.data import epoch_order
+from laperm.evaluation import laperm_of
 
 #: The training engines of :func:`laperm.train.run`.
 ENGINES = ("fit", "device")
@@ -145,9 +150,6 @@ class _Layout:
 
 
 def _layout(model, optimizer, laperm) -> _Layout:
-    from laperm.backends import seed_generator_states
-    from laperm.batchnorm import batchnorm_layers
-
     def positions(haystack, needles):
         ids = {id(v): i for i, v in enumerate(haystack)}
         return [ids[id(v)] for v in needles]
@@ -190,9 +192,6 @@ class DeviceTrainer:
     def __init__(self, config, model, splits, *, bn_index=None, epoch_seed_states=None,
                  steps_per_call=None, matmul_precision="highest", devices=None):
         import jax.numpy as jnp
-
-        from laperm import data
-        from laperm.evaluation import laperm_of
 
         check_options(steps_per_call, matmul_precision)
         self.mesh = device_mesh(devices, config.batch_size)
@@ -418,8 +417,6 @@ class DeviceTrainer:
         import jax
         import jax.numpy as jnp
 
-        from laperm.data import epoch_order
-
         batch = self.config.batch_size
         order = jnp.asarray(epoch_order(self.n_train, self.config.seed, epoch).astype(np.int32))
         epoch_key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), epoch)
@@ -509,8 +506,6 @@ class DeviceTrainer:
         """The trainable values with every permuted vector synced (no state changes)."""
         if "sync" not in self._jit:
             import jax
-
-            from laperm import ops as lops
 
             lay = self.layout
 

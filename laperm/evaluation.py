@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import time
+from laperm.batchnorm import batchnorm_layers, recalibrated_batchnorm
+from laperm.optimizer import find_laperm
 
 
 def evaluate(model, dataset) -> tuple[float, float]:
@@ -19,8 +21,6 @@ def evaluate(model, dataset) -> tuple[float, float]:
 
 
 def laperm_of(optimizer):
-    from laperm.optimizer import find_laperm
-
     return find_laperm(optimizer, required=False)
 
 
@@ -45,8 +45,6 @@ def evaluate_three_ways(config, model, laperm, pipes, on_best=None) -> dict:
     Adam runs, have one evaluation: as they are (for LaPerm: synchronised).
     ``on_best(val_accuracy)`` is called while the judged weights are in place.
     """
-    from laperm.batchnorm import batchnorm_layers, recalibrated_batchnorm
-
     nan = float("nan")
     out = {"test_unsynced": nan, "val_stale_bn": nan, "test_stale_bn": nan, "bn_seconds": nan}
 
@@ -76,8 +74,6 @@ def evaluate_three_ways(config, model, laperm, pipes, on_best=None) -> dict:
 
 
 def evaluation_note(config, model, is_laperm: bool) -> str:
-    from laperm.batchnorm import batchnorm_layers
-
     has_bn = bool(batchnorm_layers(model))
     if not is_laperm:
         return "the weights as trained" + (

@@ -29,6 +29,7 @@ from keras import ops
 from laperm import ops as lops
 from laperm.exceptions import LaPermStateError, NonFiniteWeightsError  # noqa: F401 (public here)
 from laperm.sync_schedules import SyncPeriodSchedule, deserialize_sync_period
+from laperm.presets import laperm_preset
 
 #: Names of normalisation parameters skipped when ``skip_bn=True``.
 NORMALIZATION_VARIABLE_NAMES = ("gamma", "beta")
@@ -190,8 +191,6 @@ class LaPerm(keras.optimizers.Optimizer):
             inner_optimizer: the inner optimizer (Adam in the paper).
             **overrides: any constructor argument to change.
         """
-        from laperm.presets import laperm_preset
-
         kwargs = dict(laperm_preset(experiment))
         kwargs.update(overrides)
         return cls(inner_optimizer, **kwargs)

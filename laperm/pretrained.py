@@ -30,6 +30,10 @@ import os
 from pathlib import Path
 
 from laperm.atomic import atomic_write_json
+from laperm.evaluation import evaluate
+from laperm.experiment import ExperimentConfig, build_model, prepare_data
+from laperm.project import project_root
+from laperm.records import run_settings
 
 MANIFEST = "manifest.json"
 
@@ -87,7 +91,6 @@ def weights_dir(directory=None) -> Path:
     """The folder weights are read from (see the module docstring)."""
     if directory is not None:
         return Path(directory)
-    from laperm.project import project_root
 
     root = project_root(required=False)
     if root is not None and (root / "pretrained" / MANIFEST).is_file():
@@ -101,7 +104,6 @@ def weights_dir(directory=None) -> Path:
 def _export_dir(directory=None) -> Path:
     if directory is not None:
         return Path(directory)
-    from laperm.project import project_root
 
     return project_root() / "pretrained"
 
@@ -185,8 +187,6 @@ def load(name: str, directory=None):
         ManifestError: ``manifest.json`` is damaged or truncated.
         ChecksumError: the file's sha256 differs from the manifest's.
     """
-    from laperm.experiment import ExperimentConfig, build_model
-
     entries = manifest(directory)
     if name not in entries:
         raise ValueError(
@@ -243,9 +243,6 @@ def score(model, config, data_dir=None) -> tuple[float, float]:
     (the ones the run was judged on); no BatchNorm re-estimation: the stored
     statistics are used as they are.
     """
-    from laperm.evaluation import evaluate
-    from laperm.experiment import prepare_data
-
     pipes = prepare_data(config, data_dir)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return evaluate(model, pipes["val"])[1], evaluate(model, pipes["test"])[1]
@@ -298,7 +295,6 @@ def export(run_dir, name: str, directory=None, *, dtype: str = "float32",
     file = f"{name}.weights.h5"
     # Keep the model's weights only: a run's best.weights.h5 also holds the
     # optimizer state (sorted theta_0, Adam moments), several times larger.
-    from laperm.experiment import ExperimentConfig, build_model
 
     cfg = result["config"]
     config = ExperimentConfig.from_dict(cfg)
@@ -320,7 +316,6 @@ def export(run_dir, name: str, directory=None, *, dtype: str = "float32",
                   "val_accuracy_in_run": scores["val_accuracy"],
                   "test_accuracy_in_run": scores["test_accuracy"]}
     os.replace(tmp, target_dir / file)
-    from laperm.records import run_settings
 
     settings = run_settings(result)
     entry = {

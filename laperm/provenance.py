@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from laperm import __version__, data
 from laperm.hardware import accelerator_name, cpu_features, cpu_model
+from laperm.project import is_project
 
 
 def environment_info() -> dict:
@@ -51,8 +53,6 @@ def environment_info() -> dict:
 
 
 def _laperm_version():
-    from laperm import __version__
-
     return __version__
 
 
@@ -67,8 +67,6 @@ def _git_commit() -> str | None:
     ``$LAPERM_COMMIT``, when set, is taken as it is (a copy of a checkout on
     another machine may carry a stale ``.git``).
     """
-    from laperm.project import is_project
-
     if os.environ.get(COMMIT_ENV):
         return os.environ[COMMIT_ENV].strip()
 
@@ -93,8 +91,6 @@ def _git_commit() -> str | None:
 def run_provenance(config, data_dir=None) -> dict:
     """What a run was made on besides its config: the data and the backend."""
     import keras
-
-    from laperm import data
 
     return {"data": data.fingerprint(config.dataset, data_dir),
             "backend": keras.backend.backend()}

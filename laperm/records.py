@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from laperm.config import experiment_name
+from laperm.models import has_batchnorm
+from laperm.paper import EXPERIMENTS, PAPER_ACCURACY
 
 
 def iter_runs(root):
@@ -44,8 +46,6 @@ def run_settings(result: dict) -> dict:
         settings beyond scale in which the run departs from its paper
         experiment (:func:`variant`).
     """
-    from laperm.paper import EXPERIMENTS
-
     cfg = result["config"]
     experiment = experiment_name(cfg["name"])
     paper = EXPERIMENTS.get(experiment)
@@ -123,8 +123,6 @@ DEFAULT_ENGINE = "fit"
 def paper_experiment(config: dict) -> str | None:
     """The row of the paper's table a run belongs to: the paper's experiment with
     the same model, data, pruning and weight sharing (None if there is none)."""
-    from laperm.paper import EXPERIMENTS, PAPER_ACCURACY
-
     mine = (config.get("model"), config.get("dataset"), config.get("prune_keep"),
             config.get("shared_value"), config.get("shared_mask", "bernoulli"))
     for name in PAPER_ACCURACY:
@@ -253,8 +251,6 @@ def comparison_table(records: pd.DataFrame, metric: str = "test_accuracy_at_best
         records: :func:`load_records` (or :func:`load_sources`) rows.
         metric: the accuracy column reported as ``ours``.
     """
-    from laperm.paper import PAPER_ACCURACY
-
     if records.empty:
         return pd.DataFrame()
     order = {name: i for i, name in enumerate(PAPER_ACCURACY)}
@@ -498,8 +494,6 @@ def laperm_adam_pairs(records: pd.DataFrame, metric: str = "test_accuracy_at_bes
         ``LaPerm``, ``Adam``, ``paper_input``, ``model`` and ``LaPerm − Adam
         (points)``.
     """
-    from laperm.paper import PAPER_ACCURACY
-
     if records.empty:
         return pd.DataFrame()
     df = _comparable(records)
@@ -546,8 +540,6 @@ def headline_pairs(records: pd.DataFrame) -> pd.DataFrame:
         ``experiment, source, device, scale, variant, seeds, LaPerm, Adam,
         BatchNorm`` (how it was handled), ``LaPerm − Adam (points)``.
     """
-    from laperm.models import has_batchnorm
-
     pairs = laperm_adam_pairs(records)
     if pairs.empty:
         return pd.DataFrame()
@@ -675,8 +667,6 @@ def results_table(runs: dict, paper_names: dict | None = None) -> pd.DataFrame:
         table has no Adam numbers, and a LaPerm run stopped before its first
         sync is inner Adam, labelled so.
     """
-    from laperm.experiment import PAPER_ACCURACY
-
     paper_names = paper_names or {}
     rows = []
     for label, (history, result) in runs.items():
@@ -746,8 +736,6 @@ def paper_coverage(records: pd.DataFrame) -> pd.DataFrame:
         answers another question than the paper's raw-pixel runs); their speed
         counts all the same.
     """
-    from laperm.experiment import EXPERIMENTS, PAPER_ACCURACY
-
     every = only_synced(records).copy()
     if "source" not in every:
         every["source"] = "records"

@@ -29,11 +29,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from laperm import data, experiment
 from laperm.config import KERNELS
 from laperm.data import PREPROCESSORS
-from laperm.engine import ENGINES, MATMUL_PRECISIONS
+from laperm.devices import DevicesError, split_cpu
+from laperm.engine import ENGINES, EngineError, MATMUL_PRECISIONS, check_engine
 from laperm.experiment import EXPERIMENTS, PRECISIONS, paper_config, run
-from laperm.pretrained import EXPORT_DTYPES
+from laperm.pretrained import EXPORT_DTYPES, export
+from laperm.project import NoProjectError, project_root
+from laperm.runfiles import describe_os_error
+from laperm.train import StepsPerExecutionError, TrainFractionError, snapshot_partial
 
 
 def run_name(cfg) -> str:
@@ -99,11 +104,6 @@ def _fraction(text: str) -> float:
 
 def _user_errors() -> tuple:
     """Exceptions of :func:`run` that are the user's to fix: one line, exit code 2."""
-    from laperm import data, experiment
-    from laperm.devices import DevicesError
-    from laperm.engine import EngineError
-    from laperm.train import StepsPerExecutionError, TrainFractionError
-
     # RunDirError: the folder holds another config, other data or another backend, is in
     # use by another process, or holds a damaged file.
     return (experiment.RunDirError, data.DataNotFoundError, data.DataFormatError, DevicesError,
@@ -112,8 +112,6 @@ def _user_errors() -> tuple:
 
 def _user_error_line(exc: BaseException) -> str | None:
     """The one line of a mistake to fix (None: not one; let it raise)."""
-    from laperm.runfiles import describe_os_error
-
     if isinstance(exc, OSError) and not isinstance(exc, _user_errors()):
         return describe_os_error(exc)
     return " ".join(str(exc).split()) or type(exc).__name__
@@ -185,15 +183,11 @@ def main(argv=None) -> int:
     if args.export_dtype != "float32" and not args.export:
         parser.error("--export-dtype applies to exported weights: add --export")
     if args.devices and args.devices > 1:
-        from laperm.devices import split_cpu
-
         split_cpu(args.devices)  # TensorFlow without GPUs: before its runtime starts
     unknown = [e for e in args.experiments if e not in EXPERIMENTS]
     if unknown:
         parser.error(f"unknown experiment(s) {unknown}; valid: {', '.join(EXPERIMENTS)}")
     if args.out is None:
-        from laperm.project import NoProjectError, project_root
-
         try:
             args.out = project_root() / "results"
         except NoProjectError as exc:
@@ -207,8 +201,6 @@ def main(argv=None) -> int:
     if args.steps_per_execution > 1:
         run_options["steps_per_execution"] = args.steps_per_execution
     if args.engine != "fit":
-        from laperm.engine import EngineError, check_engine
-
         try:
             check_engine(args.engine, args.precision, args.steps_per_call,
                          args.matmul_precision)
@@ -233,8 +225,6 @@ def main(argv=None) -> int:
             for c in configs:
                 out_dir = args.out / run_name(c)
                 if args.snapshot:
-                    from laperm.train import snapshot_partial
-
                     try:
                         made = snapshot_partial(out_dir, args.out, run_name)
                     except (*user_errors, OSError) as exc:
@@ -266,8 +256,6 @@ def main(argv=None) -> int:
                 )
                 checkpoint = out_dir / "checkpoint.keras"
                 if args.export:
-                    from laperm.pretrained import export
-
                     entry = export(out_dir, run_name(c), dtype=args.export_dtype)
                     print(f"   exported to pretrained/{entry['file']} ({args.export_dtype}, "
                           f"test {entry['test_accuracy']:.4f})", flush=True)

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from laperm.atomic import atomic_write
+from laperm.optimizer import LaPermStateError
 
 
 class RunDirError(ValueError):
@@ -276,7 +277,6 @@ def read_history(files: RunFiles) -> list[dict]:
     """
     import io
 
-    import pandas as pd
 
     path = files.history
     if not path.exists():
@@ -327,7 +327,6 @@ def stored_result(files: RunFiles, config):
     (another config, or a history of another length) is removed.  A damaged
     history is refused (:func:`read_history`), never replaced.
     """
-    import pandas as pd
 
     if not files.result.exists():
         return None
@@ -390,8 +389,6 @@ def resume_point(files: RunFiles, steps_per_epoch: int, config):
             seed or config), or holds more epochs than the history or the run.
     """
     import keras
-
-    from laperm.optimizer import LaPermStateError
 
     stamp = _read_stamp(files.checkpoint)
     if stamp is not None and stamp["config_hash"] != config.hash:

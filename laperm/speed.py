@@ -17,6 +17,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from laperm.book.page import hardware_label
+from laperm.project import project_root
 
 __all__ = ["SPEEDUP_TARGET", "WAY_NAMES", "load_cifar_benchmark", "precision_check", "speed_label",
            "speed_table", "speedup_summary"]
@@ -41,8 +43,6 @@ def load_cifar_benchmark(root=None, backend: str = "tensorflow") -> dict | None:
         root: the project folder (default: the checkout this package runs from).
         backend: the Keras backend the benchmark ran under.
     """
-    from laperm.project import project_root
-
     base = project_root(root, required=False)
     path = Path(base or ".") / "benchmarks" / "results" / f"cifar_{backend}.json"
     if not path.is_file():
@@ -87,8 +87,6 @@ def speedup_summary(payload: dict) -> pd.DataFrame:
 
 def speed_label(payload: dict) -> str:
     """When, where and at which commit the benchmark ran, for a caption."""
-    from laperm.book.page import hardware_label
-
     env = payload.get("environment", {})
     versions = env.get("versions", {})
     commit = (env.get("commit") or "?")[:7]

@@ -27,11 +27,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from laperm import runfiles
+from laperm import data, models, pruning, runfiles
 from laperm.backends import seed_generator_states, seed_global_generator
+from laperm.batchnorm import (DEFAULT_BATCH_SIZE, batch_rows, batchnorm_layers,
+                              recalibrated_batchnorm)
+from laperm.callbacks import NonFiniteGuard
 from laperm.config import ExperimentConfig, learning_rate_at
-from laperm.evaluation import (best_so_far, evaluate, evaluate_three_ways, evaluation_note,
-                               laperm_of)
+from laperm.data import FULL_TEST_SIZE
+from laperm.devices import data_parallel
+from laperm.engine import (DeviceTrainer, EngineError, check_engine, device_mesh, is_out_of_memory,
+                           out_of_memory_error)
+from laperm.evaluation import best_so_far, evaluate, evaluate_three_ways, evaluation_note, laperm_of
+from laperm.fused import fuse_model, make_adam
+from laperm.hardware import warn_if_bfloat16_is_emulated
+from laperm.optimizer import LaPerm
 from laperm.paper import PAPER_ACCURACY
 from laperm.provenance import environment_info, run_provenance
 from laperm.runfiles import RunFiles
@@ -47,8 +56,6 @@ def load_splits(config: ExperimentConfig, data_dir=None) -> dict:
     Raises:
         TrainFractionError: ``config.train_fraction`` keeps no training image.
     """
-    from laperm import data
-
     (x_train, y_train), (x_test, y_test) = data.load(config.dataset, data_dir)
     (x_tr, y_tr), (x_val, y_val) = data.train_val_split(
         x_train, y_train, config.validation_size, seed=config.seed
@@ -76,8 +83,6 @@ def prepare_data(config: ExperimentConfig, data_dir=None, first_epoch: int = 0,
     images of the BatchNorm re-estimation (None when ``bn_batches`` is 0),
     made on the first call.
     """
-    from laperm import data
-
     splits = splits or load_splits(config, data_dir)
     (x_tr, y_tr), (x_val, y_val), (x_test, y_test) = splits["train"], splits["val"], splits["test"]
     pre = data.make_preprocessor(config.preprocessing, x_tr)
@@ -101,8 +106,6 @@ def prepare_data(config: ExperimentConfig, data_dir=None, first_epoch: int = 0,
 
 def bn_image_indices(config: ExperimentConfig, n_train: int) -> np.ndarray:
     """The training images of the BatchNorm re-estimation (sorted indices), or None."""
-    from laperm.batchnorm import DEFAULT_BATCH_SIZE
-
     if config.bn_batches == 0:
         return None
     need = min(n_train, config.bn_batches * DEFAULT_BATCH_SIZE)
@@ -116,8 +119,6 @@ def bn_batch_indices(config: ExperimentConfig, n_train: int) -> np.ndarray:
     What :func:`laperm.batchnorm.recalibrate_batchnorm` averages over when it is
     given the images of :func:`bn_image_indices` and ``seed=config.seed``.
     """
-    from laperm.batchnorm import DEFAULT_BATCH_SIZE, batch_rows
-
     idx = bn_image_indices(config, n_train)
     return idx[batch_rows(len(idx), config.bn_batches, DEFAULT_BATCH_SIZE, config.seed)]
 
@@ -132,13 +133,9 @@ def build_model(config: ExperimentConfig):
     """The model of a config with its initial weights (pruned / shared value)."""
     import keras
 
-    from laperm import models, pruning
-
     keras.utils.set_random_seed(config.seed)
     model = models.get(config.model)
     if config.kernels == "fused":
-        from laperm.fused import fuse_model
-
         model = fuse_model(model)  # same theta_0, the fused layers of laperm.fused
     tables = {}
     if config.prune_keep is not None and config.prune_keep < 1:
@@ -158,9 +155,6 @@ def build_model(config: ExperimentConfig):
 def build_optimizer(config: ExperimentConfig):
     """Adam (or :class:`laperm.fused.FusedAdam`), wrapped in LaPerm unless the config is the
     Adam baseline."""
-    from laperm.fused import make_adam
-    from laperm.optimizer import LaPerm
-
     adam = make_adam(config.learning_rate, config.kernels)
     if config.optimizer == "adam":
         return adam
@@ -325,7 +319,6 @@ def _dtype_policy(name: str):
     import keras
 
     previous = keras.mixed_precision.global_policy()
-    from laperm.hardware import warn_if_bfloat16_is_emulated
 
     warn_if_bfloat16_is_emulated(name)
     if name != "float32" or previous.name != "float32":
@@ -405,9 +398,6 @@ def run(
             where it cannot run (another backend, mixed_float16, more devices
             than there are or than divide the batch, ``steps_per_execution``).
     """
-    from laperm.devices import data_parallel
-    from laperm.engine import EngineError, check_engine, device_mesh
-
     _check_steps_per_execution(steps_per_execution)
     check_engine(engine, config.precision, steps_per_call, matmul_precision)
     if engine == "device":
@@ -587,8 +577,6 @@ def _fit_epochs(config, model, data_dir, splits, files, rows, bar, done, steps_p
     """The ``fit`` engine: Keras's trainer over host pipelines, then the final evaluation."""
     import keras
 
-    from laperm.callbacks import NonFiniteGuard
-
     pipes = prepare_data(config, data_dir, first_epoch=done, splits=splits)
     # An execution detail, not part of the model: set on every start (a loaded
     # checkpoint carries the value it was compiled with).
@@ -611,8 +599,6 @@ def _fit_epochs(config, model, data_dir, splits, files, rows, bar, done, steps_p
     final = evaluate_three_ways(config, model, laperm, pipes)
     adam_recalibrated = None
     if laperm is None and config.bn_batches:
-        from laperm.batchnorm import batchnorm_layers, recalibrated_batchnorm
-
         if batchnorm_layers(model):  # what re-estimation alone changes, without a sync
             with recalibrated_batchnorm(model, pipes["bn_images"](), batches=config.bn_batches,
                                         seed=config.seed):
@@ -625,8 +611,6 @@ def _device_epochs_or_refuse(config, model, splits, files, rows, bar, done, opti
     """:func:`_device_epochs`, with the device running out of memory told in one line
     (:func:`laperm.engine.out_of_memory_error`); a run that recorded no epoch leaves
     no record behind."""
-    from laperm.engine import is_out_of_memory, out_of_memory_error
-
     try:
         return _device_epochs(config, model, splits, files, rows, bar, done, options)
     except Exception as exc:
@@ -640,8 +624,6 @@ def _device_epochs_or_refuse(config, model, splits, files, rows, bar, done, opti
 
 def _device_epochs(config, model, splits, files, rows, bar, done, options):
     """The device engine (:mod:`laperm.engine`): every epoch on the device, the same records."""
-    from laperm.engine import DeviceTrainer
-
     n_train = int(len(splits["train"][0]))
     trainer = DeviceTrainer(
         config, model, splits, bn_index=(bn_batch_indices(config, n_train)
@@ -759,7 +741,6 @@ def snapshot_partial(run_dir, dest_root, name_of) -> tuple[str, dict] | None:
     history = pd.DataFrame(rows)
     tables = runfiles.read_init_tables(files)
     resumed = runfiles.read_resumes(files)
-    from laperm.data import FULL_TEST_SIZE
 
     data_info = (stored.get("provenance") or {}).get("data", {})
     n_all, n_test = data_info.get("n_train"), data_info.get("n_test")

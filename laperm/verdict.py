@@ -49,6 +49,8 @@ import math
 
 import numpy as np
 import pandas as pd
+from laperm.paper import EXPERIMENTS, PAPER_ACCURACY, ROWS, TEST_IMAGES, TRAIN_IMAGES
+from laperm.records import DEFAULT_ENGINE, latest_snapshots, only_synced
 
 #: z of a two-sided 95 % normal interval.
 Z = 1.96
@@ -144,8 +146,6 @@ def status(paper: float, low: float, high: float, n_seeds: int, paper_scale: boo
 
 def evidence_page(experiment: str) -> str | None:
     """The book page with the runs behind a row (by the paper's section)."""
-    from laperm.paper import ROWS
-
     section = ROWS[experiment].section.split(",")[0].strip()
     return SECTION_PAGES.get(section)
 
@@ -159,8 +159,6 @@ def differences(group: dict) -> str:
         group: ``dataset, n_train, scale, precision, kernels, paper_input,
             preprocessing, device, engine`` of the runs.
     """
-    from laperm.paper import TRAIN_IMAGES
-
     parts = []
     full = TRAIN_IMAGES.get(group["dataset"])
     if full and group["n_train"] != full:
@@ -182,9 +180,6 @@ def differences(group: dict) -> str:
 def _prepared(records: pd.DataFrame) -> pd.DataFrame:
     """The synced runs of the paper's rows with the paper's input, with every
     column :data:`GROUP` needs (defaults for records older than a column)."""
-    from laperm.paper import EXPERIMENTS
-    from laperm.records import DEFAULT_ENGINE, only_synced
-
     if records.empty:
         return records
     df = only_synced(records)
@@ -210,9 +205,6 @@ def verdict_groups(records: pd.DataFrame) -> pd.DataFrame:
         ``adam_n`` (the Adam runs that share every column of :data:`GROUP`,
         the mean over their seeds).
     """
-    from laperm.paper import PAPER_ACCURACY
-    from laperm.records import latest_snapshots
-
     df = _prepared(latest_snapshots(records)) if len(records) else records
     if df.empty:
         return pd.DataFrame()
@@ -267,8 +259,6 @@ def paper_scale_hours(records: pd.DataFrame) -> pd.DataFrame:
     Returns:
         ``model, device, images_per_s, hours`` (the fastest device first).
     """
-    from laperm.paper import EXPERIMENTS, TRAIN_IMAGES
-
     if records.empty or not records["wall_time_s"].notna().any():
         return pd.DataFrame(columns=["model", "device", "images_per_s", "hours"])
     df = records.dropna(subset=["wall_time_s"]).assign(
@@ -332,8 +322,6 @@ def verdict_table(records: pd.DataFrame, crosscheck: dict | None = None) -> pd.D
         ``scale, device, differs`` (what differs from the paper's settings),
         ``status, why, page`` (the book page with the evidence).
     """
-    from laperm.paper import EXPERIMENTS, PAPER_ACCURACY, TEST_IMAGES
-
     groups = verdict_groups(records)
     best = headline(groups)
     hours = paper_scale_hours(records) if len(records) else pd.DataFrame()
@@ -380,8 +368,6 @@ def authors_code_sentences(crosscheck: dict | None) -> list[str]:
     in the same interval the verdict uses (:func:`interval` on the full test set),
     worded by :func:`status` as for a row of ours at another setting (their
     notebook's), so never "reproduced"."""
-    from laperm.paper import PAPER_ACCURACY, ROWS, TEST_IMAGES
-
     lines = []
     for model, (mean, sd, n) in _authors_side(crosscheck).items():
         paper = PAPER_ACCURACY[model]
@@ -414,8 +400,6 @@ def gap_closed(records: pd.DataFrame, experiment: str, control: str) -> dict | N
         ``{"paper", "ours", "control", "gap", "closed", "seeds", "control_seeds"}``
         (gap and closed in points), or None without paper-scale runs of both.
     """
-    from laperm.paper import PAPER_ACCURACY
-
     if records.empty:
         return None
     df = records[(records["optimizer"] == "laperm") & (records["scale"] == "paper scale")]

@@ -33,6 +33,7 @@ from matplotlib import animation
 from matplotlib.collections import LineCollection
 
 from laperm import profiles as P
+from laperm.data import AUGMENTATIONS, augmentation_layers
 
 __all__ = [
     "set_style",
@@ -445,8 +446,6 @@ def augmented_images(images: Any, augmentation: str | None, draws: int = 4,
     """
     import keras
 
-    from laperm.data import augmentation_layers
-
     x = np.asarray(images)
     x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     if x.ndim == 3:
@@ -463,8 +462,6 @@ def augmented_images(images: Any, augmentation: str | None, draws: int = 4,
 
 def describe_augmentation(augmentation: str | None) -> str:
     """The ranges of an augmentation preset in words, e.g. ``"rotation ±10°, zoom ±10 %"``."""
-    from laperm.data import AUGMENTATIONS
-
     if augmentation is None:
         return "no augmentation"
     p = AUGMENTATIONS[augmentation]

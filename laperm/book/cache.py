@@ -31,6 +31,7 @@ from laperm.atomic import atomic_write_json
 from laperm.book.layout import Project
 from laperm.book.sections import Plan
 from laperm.book.source import code_fingerprint, declared_reads, read_page
+import laperm
 
 #: Bump to invalidate every cached execution (changes of the pipeline itself).
 PIPELINE_VERSION = 2
@@ -50,8 +51,6 @@ def _sha(data: bytes) -> str:
 
 def package_fingerprint() -> str:
     """sha256 of the ``laperm`` package's Python sources (not the pipeline's own)."""
-    import laperm
-
     pkg = Path(laperm.__file__).resolve().parent
     h = hashlib.sha256()
     for path in sorted(pkg.rglob("*.py")):

@@ -16,7 +16,11 @@ import json
 
 import pandas as pd
 
+from laperm import records as R
 from laperm.book.layout import results_dir
+from laperm.paper import ROWS
+from laperm.verdict import (MIN_SEEDS, PAPER_PRECISION, Z, binomial_se, counts, status_kind,
+                            verdict_table)
 
 #: Background colour of each kind of status (:func:`laperm.verdict.status_kind`).
 STATUS_COLOURS = {
@@ -31,8 +35,6 @@ STATUS_COLOURS = {
 
 def row_label(experiment: str) -> str:
     """The paper's name of a row: ``"Conv7"``, ``"ResNet50 (p = 30%)"``, ``"F1"``."""
-    from laperm.paper import ROWS
-
     row = ROWS[experiment]
     if row.model == "ResNet50" and row.pruned:
         return f"ResNet50 (p = {row.pruned:.0%})"
@@ -41,8 +43,6 @@ def row_label(experiment: str) -> str:
 
 def verdict_of(records: pd.DataFrame) -> pd.DataFrame:
     """:func:`laperm.verdict.verdict_table` of ``records``, with the committed cross-check record."""
-    from laperm.verdict import verdict_table
-
     path = results_dir() / "crosscheck" / "distribution.json"
     crosscheck = json.loads(path.read_text()) if path.is_file() else None
     return verdict_table(records, crosscheck)
@@ -50,8 +50,6 @@ def verdict_of(records: pd.DataFrame) -> pd.DataFrame:
 
 def committed_verdict() -> pd.DataFrame:
     """The verdict from the committed records (``results/`` and ``results/crosscheck``)."""
-    from laperm import records as R
-
     return verdict_of(R.load_records(results_dir()).assign(source="committed"))
 
 
@@ -62,8 +60,6 @@ def verdict_html(table: pd.DataFrame) -> str:
     interval, :mod:`laperm.verdict`), seeds, test images, Adam at the same
     settings, what differs from the paper's settings, the status and why.
     """
-    from laperm.verdict import status_kind
-
     pct = lambda v: "–" if v != v else f"{v:.2%}"  # noqa: E731
     head = ("<thead><tr><th>row of the paper</th><th>paper</th><th>LaPerm (ours): mean "
             "[95% interval]</th><th>seeds</th><th>test images (paper)</th><th>Adam (ours)</th>"
@@ -89,8 +85,6 @@ def verdict_html(table: pd.DataFrame) -> str:
 
 def verdict_summary(table: pd.DataFrame) -> str:
     """One sentence: how many rows have each kind of status, and which."""
-    from laperm.verdict import counts, status_kind
-
     kinds = table["status"].map(status_kind) if len(table) else pd.Series(dtype=str)
     parts = []
     for kind, n in counts(table).items():
@@ -105,8 +99,6 @@ def verdict_summary(table: pd.DataFrame) -> str:
 
 def verdict_legend() -> str:
     """What the statuses and the interval mean (from the rules in :mod:`laperm.verdict`)."""
-    from laperm.verdict import MIN_SEEDS, PAPER_PRECISION, Z, binomial_se
-
     return (f"*Ours*: the mean over seeds of the test accuracy at the epoch with the best "
             f"validation accuracy, on synchronised weights, with an interval of ±{Z:g} times "
             "the error of a single run: the spread between seeds combined with the test set's "
@@ -173,8 +165,6 @@ def run_findings(table: pd.DataFrame) -> list[str]:
 
 def readme_title(table: pd.DataFrame) -> str:
     """The README's first line: what holds, from the verdict (kept equal by a test)."""
-    from laperm.verdict import MIN_SEEDS, counts, status_kind
-
     kinds = table["status"].map(status_kind)
     c = counts(table)
     parts = [f"{c['reproduced']} of {len(table)} rows reproduced ({MIN_SEEDS} seeds needed)"]

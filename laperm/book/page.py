@@ -25,10 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from laperm import experiment, records, viz
 from laperm.atomic import atomic_write_json
 from laperm.book.knobs import PROFILE_DESCRIPTIONS, PROFILE_NAMES, check_parameters
 from laperm.book.layout import build_dir, results_dir, status_dir
 from laperm.config import experiment_name
+from laperm.hardware import bfloat16_in
+from laperm.paper import PAPER_ACCURACY
+from laperm.provenance import environment_info
+from laperm.reproduce import run_name
 
 
 def run_folder(cfg) -> str:
@@ -39,8 +44,6 @@ def run_folder(cfg) -> str:
     config's hash, which tells apart configs the name does not (a smaller
     validation split, another learning rate, ...).
     """
-    from laperm.reproduce import run_name
-
     return f"{run_name(cfg)}-{cfg.hash}"
 
 
@@ -111,8 +114,6 @@ class Section:
             ``{label: (history, result)}`` from :func:`laperm.experiment.run`;
             prints one line per run and notes each run's scale.
         """
-        from laperm import experiment
-
         runs = {}
         for label, cfg in configs.items():
             self.note_scale(f"{cfg.name}: {cfg.scale_label}")
@@ -278,8 +279,6 @@ def update_banner(sec: Section, scale: str | None = None) -> None:
 
 def finish(sec: Section, extra: dict | None = None) -> dict:
     """Write the section's status record for the status page and return it."""
-    from laperm.provenance import environment_info
-
     env = environment_info()
     record = {
         "section": sec.section,
@@ -375,8 +374,6 @@ def hardware_label(hardware: dict | None) -> str:
         return accelerator
     label = f"CPU, {hardware.get('cpu_count', '?')} cores"
     if hardware.get("cpu"):
-        from laperm.hardware import bfloat16_in
-
         native = bfloat16_in(hardware.get("cpu_features"))
         detail = hardware["cpu"]
         if native is not None:
@@ -436,9 +433,6 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
     import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 
-    from laperm import records, viz
-    from laperm.paper import PAPER_ACCURACY
-
     found = records.stored_runs(names, root or results_dir())
     if not found:
         display(Markdown(
@@ -492,8 +486,6 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
 def plot_curves(runs: dict, paper_lines: dict | None = None, suptitle: str | None = None) -> None:
     """Validation and test accuracy per epoch of ``{label: (history, result)}``, shown."""
     import matplotlib.pyplot as plt
-
-    from laperm import viz
 
     viz.plot_run_curves({label: h for label, (h, _) in runs.items()}, paper_lines, suptitle)
     plt.show()
