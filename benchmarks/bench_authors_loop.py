@@ -59,7 +59,7 @@ def authors_side(code, x01, y, batch, k, our_batches=None):
             rotation_range=10, zoom_range=0.10, width_shift_range=0.1, height_shift_range=0.1)
         datagen.fit(x01)
     def one_round(n_images):
-        flow = datagen if our_batches is None else crosscheck._FeedFlow(our_batches(), model)
+        flow = datagen if our_batches is None else crosscheck.training._FeedFlow(our_batches(), model)
         loop.fit(x01[:n_images], y[:n_images], batch_size=batch, epochs=1, datagen=flow,
                  validation_data=(None, None), validation_freq=None)
     return one_round

@@ -93,7 +93,7 @@ NO_TENSORFLOW = textwrap.dedent("""
     from laperm import crosscheck, data
     assert data.default_pipeline() == "pydataset"
     try:
-        crosscheck._import_tf_keras()
+        crosscheck.authors._import_tf_keras()
     except crosscheck.CrossCheckUnavailable as exc:
         print("CROSSCHECK:", exc)
     print("OK")

@@ -56,7 +56,7 @@ def test_shims_live_only_in_the_authors_namespace(code):
     assert code.LaPerm.tf.metrics is code.keras.metrics
     assert code.LaPerm.tf.argsort is tf.argsort  # everything else is TensorFlow's own
     assert keras.__version__.startswith("3.")
-    assert sys.modules["tensorflow"] is tf and not isinstance(tf, cc._TensorFlowView)
+    assert sys.modules["tensorflow"] is tf and not isinstance(tf, cc.authors._TensorFlowView)
     # the process keeps Keras 3 (unless it asked TensorFlow for the legacy Keras itself)
     legacy = os.environ.get("TF_USE_LEGACY_KERAS") in ("1", "true", "True")
     assert (tf.keras.layers.Dense is keras.layers.Dense) is not legacy
@@ -66,7 +66,7 @@ def test_shims_live_only_in_the_authors_namespace(code):
     assert code.weight_utils.np is not np
     assert getattr(np, "cast", None) is not code.weight_utils.np.cast
     assert hasattr(np, "cast") is (int(np.__version__.split(".")[0]) < 2)
-    assert code.LaPerm.pbar is cc._trange
+    assert code.LaPerm.pbar is cc.authors._trange
     assert set(code.sha256) == set(cc.AUTHORS_FILES)
 
 
