@@ -14,7 +14,7 @@ share its noise:
 * ``ours``: ``model.fit`` with ``laperm.LaPerm`` on
   ``laperm.data.make_dataset(..., augment="mnist", epochs=1)``, the default
   path (Keras's Adam, float32);
-* ``ours, fused``: the same with :class:`laperm.fused.FusedAdam` (one
+* ``ours, fused``: the same with :class:`laperm.method.fused.FusedAdam` (one
   ``ResourceApplyAdam`` per variable; ``ExperimentConfig(kernels="fused")``);
 * ``ours, fused, bfloat16``: and the ``mixed_bfloat16`` dtype policy;
 * ``ours, fused, bfloat16, steps_per_execution=k``: and Keras's
@@ -42,7 +42,7 @@ from common import save
 
 import laperm
 from laperm import crosscheck, data, models
-from laperm.fused import make_adam
+from laperm.method.fused import make_adam
 
 
 def authors_side(code, x01, y, batch, k, our_batches=None):

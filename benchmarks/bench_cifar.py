@@ -12,7 +12,7 @@ paper's augmentation and batch 50 (``model.fit`` on real CIFAR-10 images):
   augmentation seeds, a parallel map; Keras kernels; float32);
 * ``bfloat16``: the same, ``mixed_bfloat16`` dtype policy (AMX on this CPU);
 * ``fused``: BatchNorm and Adam as TensorFlow's fused kernels
-  (``ExperimentConfig(kernels="fused")``, :mod:`laperm.fused`), float32;
+  (``ExperimentConfig(kernels="fused")``, :mod:`laperm.method.fused`), float32;
 * ``fused_bfloat16``: fused kernels and ``mixed_bfloat16``.
 
 Rounds alternate between the ways, so that they share the machine's noise;
@@ -40,7 +40,7 @@ from common import save
 
 import laperm
 from laperm import data, models
-from laperm.fused import fuse_model, make_adam
+from laperm.method.fused import fuse_model, make_adam
 from laperm.paper import EXPERIMENTS
 
 

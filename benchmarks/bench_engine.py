@@ -2,7 +2,7 @@
 
 Ratios side by side in one process, on one device: for each experiment, Keras's
 ``fit`` (host pipeline, one dispatched step at a time) and the device engine
-(:mod:`laperm.engine`) with each ``--steps-per-call`` setting; also the engine's
+(:mod:`laperm.run.engine`) with each ``--steps-per-call`` setting; also the engine's
 host round trips per epoch and, from XLA's own count of a step's floating-point
 operations, the achieved FLOP/s (``--peak-tflops`` adds the share of a peak).
 The same script is what a GPU lease runs first, to choose the setting
@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 
 def _splits(config, synthetic: bool):
-    from laperm.train import load_splits
+    from laperm.run.train import load_splits
 
     if not synthetic:
         return load_splits(config)
@@ -57,7 +57,7 @@ def _splits(config, synthetic: bool):
 
 
 def _model(config):
-    from laperm.train import build_model, build_optimizer
+    from laperm.run.train import build_model, build_optimizer
 
     model, _ = build_model(config)
     model.compile(optimizer=build_optimizer(config), loss="sparse_categorical_crossentropy",
@@ -69,8 +69,8 @@ def bench_device(config, splits, steps_per_call, steps: int, warmup_calls: int =
     """Steps/s of the device engine at one ``steps_per_call`` (compile timed apart)."""
     import jax
 
-    from laperm.engine import DeviceTrainer
-    from laperm.train import epoch_seed_states
+    from laperm.run.engine import DeviceTrainer
+    from laperm.run.train import epoch_seed_states
 
     model = _model(config)
     spc = None if steps_per_call == "epoch" else int(steps_per_call)
@@ -96,7 +96,7 @@ def bench_device(config, splits, steps_per_call, steps: int, warmup_calls: int =
 
 def bench_fit(config, splits, steps: int) -> dict:
     """Steps/s of ``model.fit`` on the host pipeline (what ``--engine fit`` trains with)."""
-    from laperm.train import prepare_data
+    from laperm.run.train import prepare_data
 
     model = _model(config)
     pipes = prepare_data(config, splits=splits)

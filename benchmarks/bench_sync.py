@@ -15,7 +15,7 @@ import pandas as pd
 
 import laperm
 from laperm import models
-from laperm import ops as lops
+from laperm.method import ops as lops
 
 from common import save, timed
 

@@ -1,6 +1,6 @@
 """Several runs in one program (``jax.vmap``) against one run alone: why runs share a GPU as processes.
 
-The device engine's step (:mod:`laperm.engine`) is vmapped over R stacked run
+The device engine's step (:mod:`laperm.run.engine`) is vmapped over R stacked run
 states (R seeds of one experiment) and timed against the same step of one run,
 in one process, side by side.  It also counts, in the lowered programs, the
 conditionals and sorts: LaPerm's sync sits in a ``lax.cond`` on the run's own
@@ -32,8 +32,8 @@ def measure(name: str, optimizer: str, runs: int, steps: int, sync_period=None) 
     import numpy as np
 
     from laperm.paper import paper_config
-    from laperm.engine import DeviceTrainer
-    from laperm.train import build_model, build_optimizer, epoch_seed_states, load_splits
+    from laperm.run.engine import DeviceTrainer
+    from laperm.run.train import build_model, build_optimizer, epoch_seed_states, load_splits
 
     trainers = []
     for seed in range(runs):

@@ -6,9 +6,14 @@ Train a network by only permuting its random initial weights::
     model.compile(optimizer=laperm.LaPerm(keras.optimizers.Adam(1e-3), sync_period=20),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
-Modules: :mod:`laperm.optimizer` (the method), :mod:`laperm.models`,
-:mod:`laperm.data`, :mod:`laperm.pruning`, :mod:`laperm.experiment`,
-:mod:`laperm.profiles`, :mod:`laperm.viz`, :mod:`laperm.pretrained`.
+Layout: :mod:`laperm.method` (the algorithm), :mod:`laperm.config` (what defines
+a run, validated once), :mod:`laperm.paper` (the paper's facts),
+:mod:`laperm.models`, :mod:`laperm.pruning`, :mod:`laperm.data`,
+:mod:`laperm.run` (training a run; front door :mod:`laperm.experiment`),
+:mod:`laperm.analysis` (records, verdict, profiles), :mod:`laperm.viz` (figures),
+:mod:`laperm.pretrained`, :mod:`laperm.crosscheck` (the authors' code beside
+ours), :mod:`laperm.book` (the book's pages) and :mod:`laperm.torch`,
+:mod:`laperm.optax` (LaPerm without Keras).
 
 ``import laperm`` imports Keras and registers the Keras-serialisable classes
 (the optimizer, the sync-period schedules and the fused kernels), so that
@@ -27,7 +32,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-from laperm.backends import is_installed as _is_installed  # noqa: E402
+from laperm.run.backends import is_installed as _is_installed  # noqa: E402
 from laperm.exceptions import LaPermStateError, NonFiniteWeightsError  # noqa: E402
 
 #: Names that need Keras (the PyTorch and optax versions live in laperm.torch, laperm.optax).
@@ -39,32 +44,30 @@ _KERAS_NAMES = ("FusedAdam", "FusedBatchNormalization", "LaPerm", "find_laperm",
 if _is_installed("keras"):
     # A missing Keras backend is told in one sentence (a laperm command: one line,
     # exit code 2) before Keras is imported and fails with a traceback.
-    from laperm.backends import require_installed as _require_backend  # noqa: E402
+    from laperm.run.backends import require_installed as _require_backend  # noqa: E402
 
     _require_backend()
 
     # Registration with Keras's serialisation happens at import time of these
     # modules: import them eagerly (they only need Keras).
-    from laperm.fused import FusedAdam, FusedBatchNormalization  # noqa: E402
-    from laperm.optimizer import LaPerm, find_laperm  # noqa: E402
-    from laperm.sync_schedules import PiecewiseSyncPeriod, SyncPeriodSchedule  # noqa: E402
+    from laperm.method.fused import FusedAdam, FusedBatchNormalization  # noqa: E402
+    from laperm.method.optimizer import LaPerm, find_laperm  # noqa: E402
+    from laperm.method.schedules import PiecewiseSyncPeriod, SyncPeriodSchedule  # noqa: E402
 
 _EXPORTS = {
-    "LAPERM_PRESETS": "laperm.presets",
-    "NonFiniteGuard": "laperm.callbacks",
-    "recalibrate_batchnorm": "laperm.batchnorm",
-    "recalibrated_batchnorm": "laperm.batchnorm",
-    "PermutationRecorder": "laperm.callbacks",
-    "SyncPeriodScheduler": "laperm.callbacks",
+    "LAPERM_PRESETS": "laperm.paper",
+    "NonFiniteGuard": "laperm.method.callbacks",
+    "recalibrate_batchnorm": "laperm.method.batchnorm",
+    "recalibrated_batchnorm": "laperm.method.batchnorm",
+    "PermutationRecorder": "laperm.method.callbacks",
+    "SyncPeriodScheduler": "laperm.method.callbacks",
 }
 
 #: Submodules reachable as attributes of the package (imported on first use).
 _SUBMODULES = (
-    "backends", "batchnorm", "book", "callbacks", "cli", "config", "data", "evaluation",
-    "exceptions", "experiment", "fused", "models", "ops", "optax", "optimizer", "paper",
-    "presets", "torch",
-    "pretrained", "profiles", "project", "provenance", "pruning", "records", "reproduce", "runfiles",
-    "speed", "sync_schedules", "train", "viz",
+    "analysis", "book", "cli", "config", "crosscheck", "data", "exceptions", "experiment",
+    "method", "models", "optax", "paper", "pretrained", "project", "pruning", "reproduce", "run",
+    "torch", "viz",
 )
 
 __all__ = sorted(

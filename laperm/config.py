@@ -77,7 +77,7 @@ class ExperimentConfig:
             epoch (the authors chose it on the test set).
         bn_batches: batches of 50 training images over which a LaPerm run's
             BatchNorm statistics are re-estimated before every evaluation of
-            the synchronised weights (:mod:`laperm.batchnorm`); 0 evaluates
+            the synchronised weights (:mod:`laperm.method.batchnorm`); 0 evaluates
             with the stale statistics only.  Models without BatchNorm ignore it.
         precision: ``"float32"`` (default), ``"mixed_bfloat16"`` or
             ``"mixed_float16"``: the Keras dtype policy of the run.  The
@@ -85,7 +85,7 @@ class ExperimentConfig:
         kernels: ``"keras"`` (default: the Keras layers as they are) or
             ``"fused"``: BatchNorm, Adam and convolutions with tiny outputs as
             TensorFlow's fused kernels, the same math in fewer ops
-            (:mod:`laperm.fused`; other backends use the Keras layers either way).
+            (:mod:`laperm.method.fused`; other backends use the Keras layers either way).
         train_fraction: share of the remaining training set used (scale knob).
         seed: seeds weights, splits, pruning masks, shuffling, augmentation.
         notes: free text recorded with the result.
@@ -235,7 +235,7 @@ _ADDED_LATER = {"shared_mask": "bernoulli", "bn_batches": 200, "precision": "flo
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 #: Kernel choices of a run: the Keras layers as they are, or TensorFlow's fused
-#: BatchNorm, Adam and small convolutions (:mod:`laperm.fused`).
+#: BatchNorm, Adam and small convolutions (:mod:`laperm.method.fused`).
 KERNELS = ("keras", "fused")
 
 #: Named input preprocessing of Section 5, with what each does (the authors'

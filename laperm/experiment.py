@@ -9,19 +9,19 @@ needs for a run::
 * :mod:`laperm.config`: :class:`ExperimentConfig`, the learning-rate schedules;
 * :mod:`laperm.paper`: the paper's table and the settings of every experiment
   (:data:`EXPERIMENTS`, :data:`PAPER_ACCURACY`, :func:`paper_config`);
-* :mod:`laperm.train`: :func:`run`, the data pipelines and the model of a config;
-* :mod:`laperm.evaluation`: how a run is judged;
-* :mod:`laperm.runfiles`: the files of a run folder, written to survive kills;
-* :mod:`laperm.provenance`: hardware, versions, commit, data fingerprint.
+* :mod:`laperm.run.train`: :func:`run`, the data pipelines and the model of a config;
+* :mod:`laperm.run.evaluation`: how a run is judged;
+* :mod:`laperm.run.files`: the files of a run folder, written to survive kills;
+* :mod:`laperm.run.provenance`: hardware, versions, commit, data fingerprint.
 """
 
 from __future__ import annotations
 
 from laperm.config import LR_SCHEDULES, PRECISIONS, ExperimentConfig, learning_rate_at
 from laperm.paper import EXPERIMENTS, PAPER_ACCURACY, paper_config
-from laperm.provenance import environment_info
-from laperm.runfiles import RunDirError, RunFiles
-from laperm.train import build_model, build_optimizer, load_splits, prepare_data, run
+from laperm.run.provenance import environment_info
+from laperm.run.files import RunDirError, RunFiles
+from laperm.run.train import build_model, build_optimizer, load_splits, prepare_data, run
 
 __all__ = [
     "EXPERIMENTS", "LR_SCHEDULES", "PAPER_ACCURACY", "PRECISIONS", "ExperimentConfig",

@@ -8,7 +8,8 @@ derived from here.
 
 Where the authors' notebooks disagree with the results table, both are kept:
 Conv7's notebook syncs every k = 20 steps (table: 1200), the dense ResNet50
-notebook every 800 (table: 400).
+notebook every 800 (table: 400); :data:`LAPERM_PRESETS` gives the table's value
+under the plain name and the notebook's with a ``_notebook`` suffix.
 """
 
 from __future__ import annotations
@@ -174,6 +175,29 @@ def laperm_settings(experiment: str) -> dict:
         valid = sorted([*EXPERIMENTS, *(f"{b}_notebook" for b in NOTEBOOK_K), "resnet50_pruned"])
         raise ValueError(f"Unknown LaPerm preset {experiment!r}; valid names: {', '.join(valid)}.")
     return dict(sync_period=k, skip_bias=cfg.skip_bias, skip_bn=cfg.skip_bn)
+
+
+#: LaPerm keyword arguments (sync period and which variables are permuted).
+LAPERM_PRESETS: dict[str, dict] = {
+    name: laperm_settings(name)
+    for name in ("conv7", "conv7_notebook", "conv2", "conv4", "conv13", "resnet50",
+                 "resnet50_notebook", "resnet50_pruned", "f1", "f2")
+}
+
+
+def laperm_preset(name: str) -> dict:
+    """The LaPerm keyword arguments of one paper experiment.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    try:
+        return dict(LAPERM_PRESETS[name])
+    except KeyError:
+        raise ValueError(
+            f"Unknown LaPerm preset {name!r}; valid names: "
+            f"{', '.join(sorted(LAPERM_PRESETS))}."
+        ) from None
 
 
 def paper_config(name: str, **changes) -> ExperimentConfig:

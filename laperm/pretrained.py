@@ -30,10 +30,10 @@ import os
 from pathlib import Path
 
 from laperm.atomic import atomic_write_json
-from laperm.evaluation import evaluate
+from laperm.run.evaluation import evaluate
 from laperm.experiment import ExperimentConfig, build_model, prepare_data
 from laperm.project import project_root
-from laperm.records import run_settings
+from laperm.analysis.records import run_settings
 
 MANIFEST = "manifest.json"
 

@@ -265,7 +265,7 @@ def _per_unit_mask(shape: tuple, keep: float, rng: np.random.Generator) -> np.nd
     """A mask keeping exactly ``round(keep * fan_in)`` entries of every unit's vector.
 
     A unit's vector is what LaPerm permutes: the kernel's entries with one
-    index on the last axis (:func:`laperm.ops.to_rows`).
+    index on the last axis (:func:`laperm.method.ops.to_rows`).
     """
     length = int(np.prod(shape[:-1]))
     n_keep = max(1, int(round(keep * length)))

@@ -32,13 +32,13 @@ from pathlib import Path
 from laperm import data, experiment
 from laperm.config import KERNELS
 from laperm.data import PREPROCESSORS
-from laperm.devices import DevicesError, split_cpu
-from laperm.engine import ENGINES, EngineError, MATMUL_PRECISIONS, check_engine
+from laperm.run.devices import DevicesError, split_cpu
+from laperm.run.engine import ENGINES, EngineError, MATMUL_PRECISIONS, check_engine
 from laperm.experiment import EXPERIMENTS, PRECISIONS, paper_config, run
 from laperm.pretrained import EXPORT_DTYPES, export
 from laperm.project import NoProjectError, project_root
-from laperm.runfiles import describe_os_error
-from laperm.train import StepsPerExecutionError, TrainFractionError, snapshot_partial
+from laperm.run.files import describe_os_error
+from laperm.run.train import StepsPerExecutionError, TrainFractionError, snapshot_partial
 
 
 def run_name(cfg) -> str:

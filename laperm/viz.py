@@ -15,7 +15,7 @@ Paper: Qiu & Suda, *Train-by-Reconnect*, NeurIPS 2020.
 
 Every function accepts an optional ``ax`` (``axes`` for multi-panel figures)
 and returns the Axes, Figure or Animation it drew; none calls ``plt.show()``.
-Weight arguments follow :mod:`laperm.profiles` (NumPy arrays, Keras variables
+Weight arguments follow :mod:`laperm.analysis.profiles` (NumPy arrays, Keras variables
 or tensors; row view = one row per weight vector).
 """
 
@@ -32,7 +32,7 @@ import seaborn as sns
 from matplotlib import animation
 from matplotlib.collections import LineCollection
 
-from laperm import profiles as P
+from laperm.analysis import profiles as P
 from laperm.data import AUGMENTATIONS, augmentation_layers
 
 __all__ = [
@@ -211,7 +211,7 @@ def plot_weight_profiles(
 ):
     """Draw a layer's sorted weight vectors and its mean profile (Section 2).
 
-    Each weight vector (:func:`laperm.profiles.weight_vectors`) is sorted and
+    Each weight vector (:func:`laperm.analysis.profiles.weight_vectors`) is sorted and
     drawn as one thin translucent line against its normalised rank (0 =
     smallest entry, 1 = largest), so vectors of any length share an x axis.
     If they lie on one curve, the layer has a *weight profile*.
@@ -290,7 +290,7 @@ def plot_profile_grid(
 
     Args:
         model_or_list: a Keras model or layer, a ``{name: array}`` mapping or
-            a list of arrays (see :func:`laperm.profiles.named_weights`).
+            a list of arrays (see :func:`laperm.analysis.profiles.named_weights`).
         ncols: panels per row.
         max_vectors: vectors drawn per panel (see :func:`plot_weight_profiles`).
         max_points: points per drawn vector.
@@ -299,7 +299,7 @@ def plot_profile_grid(
             matched by position; each panel also shows the baseline's mean
             profile dashed.
         show_scores: write the correlation and RMS similarity scores
-            (:func:`laperm.profiles.profile_similarity`) in each panel.
+            (:func:`laperm.analysis.profiles.profile_similarity`) in each panel.
         panel_size: ``(width, height)`` of one panel in inches.
         sharey: share the y axis across panels.
         axes: optional sequence of Axes (at least one per panel).
@@ -726,8 +726,8 @@ def animate_reconnection(
         theta0: the initial weights (e.g. F1's ``(784, 10)`` kernel).
         records: per-sync arrays as in :func:`plot_permutation_trace`: stable
             ranks (``kind="ranks"``, rebuilt with
-            :func:`laperm.profiles.from_ranks`) or position maps
-            (``kind="positions"``, :func:`laperm.profiles.apply_permutation`).
+            :func:`laperm.analysis.profiles.from_ranks`) or position maps
+            (``kind="positions"``, :func:`laperm.analysis.profiles.apply_permutation`).
         image_shape: ``(height, width)`` of one vector as an image.
         vector: index (or indices) of the theta0 vector(s) to show.
         interval: milliseconds between frames.
@@ -1063,7 +1063,7 @@ def _test_accuracy_panels(shown: dict, draw, width: float, legend_columns: int =
 
 def plot_precision_over_training(tables: dict[str, pd.DataFrame], width: float = 7.2):
     """Test accuracy per epoch of one seed at float32 and at mixed_bfloat16, one panel
-    per run pair (:func:`laperm.speed.precision_over_training`).
+    per run pair (:func:`laperm.analysis.speed.precision_over_training`).
 
     Args:
         tables: ``{title: table}``; None tables are skipped.
@@ -1090,7 +1090,7 @@ def plot_speedups(table: pd.DataFrame, target: float | None = None, width: float
     """Training speed-up of each way over a reference way, one group of bars per model.
 
     Args:
-        table: :func:`laperm.speed.speed_table` (columns ``model``, ``way`` and
+        table: :func:`laperm.analysis.speed.speed_table` (columns ``model``, ``way`` and
             the speed-up column ``over``).
         target: draw a dashed line at this speed-up (e.g. the 2x target).
         width: figure width in inches.
@@ -1183,7 +1183,7 @@ def plot_run_curves(
 def plot_convergence(table: pd.DataFrame, width: float = 7.2):
     """Epochs LaPerm and Adam need to reach 90/95/99 % of their final test accuracy.
 
-    One panel per fraction, one row per pair of :func:`laperm.records.convergence_table`
+    One panel per fraction, one row per pair of :func:`laperm.analysis.records.convergence_table`
     (labelled with its device, variant and the epochs compared), LaPerm and Adam
     side by side.  Returns the figure, or None when the table is empty.
     """

@@ -73,7 +73,7 @@ def interrupt_run(monkeypatch):
     """``interrupt_run(config, out_dir, after_epoch, **run_kwargs)``: a run of
     :func:`laperm.experiment.run` stopped by ``KeyboardInterrupt`` right after
     epoch ``after_epoch`` (counted from 0) was recorded, as if killed there."""
-    from laperm import train
+    from laperm.run import train
     from laperm.experiment import run
 
     def interrupt(config, out_dir, after_epoch, **run_kwargs):

@@ -22,7 +22,7 @@ import pytest
 from keras import ops
 
 import laperm
-from laperm import ops as lops
+from laperm.method import ops as lops
 from laperm.experiment import paper_config, run
 
 BACKEND = keras.backend.backend()
@@ -89,7 +89,7 @@ LOAD_AND_TRAIN = textwrap.dedent("""
     import keras, numpy as np
     from keras import ops
     import laperm
-    from laperm import ops as lops
+    from laperm.method import ops as lops
 
     model = keras.models.load_model(sys.argv[1])
     opt = laperm.find_laperm(model)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from laperm import backends
+from laperm.run import backends
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -68,7 +68,7 @@ def test_import_laperm_with_a_missing_backend_raises_one_clear_error():
     proc = _python(["-c", "import laperm"], missing)
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode == 1
-    assert last.startswith("laperm.backends.BackendNotInstalledError: the Keras backend "
+    assert last.startswith("laperm.run.backends.BackendNotInstalledError: the Keras backend "
                            f"'{missing}' (KERAS_BACKEND={missing}) is not installed: pip install")
 
 
@@ -89,7 +89,7 @@ NO_TENSORFLOW = textwrap.dedent("""
     import sys
     sys.modules["tensorflow"] = None  # `import tensorflow` raises ImportError from here on
     import laperm, laperm.experiment, laperm.reproduce, laperm.data, laperm.data.pipeline
-    import laperm.train, laperm.callbacks, laperm.batchnorm, laperm.evaluation, laperm.crosscheck
+    import laperm.run.train, laperm.method.callbacks, laperm.method.batchnorm, laperm.run.evaluation, laperm.crosscheck
     from laperm import crosscheck, data
     assert data.default_pipeline() == "pydataset"
     try:

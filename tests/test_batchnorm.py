@@ -1,4 +1,4 @@
-"""BatchNorm statistics re-estimated for the synchronised network (laperm.batchnorm)."""
+"""BatchNorm statistics re-estimated for the synchronised network (laperm.method.batchnorm)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from keras import ops
 
 import laperm
-from laperm.batchnorm import batchnorm_layers, recalibrate_batchnorm, recalibrated_batchnorm
+from laperm.method.batchnorm import batchnorm_layers, recalibrate_batchnorm, recalibrated_batchnorm
 
 
 def bn_model(seed=0):
@@ -68,7 +68,7 @@ def test_statistics_are_the_exact_mean_over_batches():
     model, _, x, _ = trained()
     recalibrate_batchnorm(model, x, batches=6, batch_size=50, seed=3)
     first_bn = batchnorm_layers(model)[0]
-    from laperm.batchnorm import _batches
+    from laperm.method.batchnorm import _batches
 
     seen = [model.layers[0](chunk) for chunk in _batches(x, 6, 50, 3)]
     expected = np.mean([ops.convert_to_numpy(ops.mean(s, axis=0)) for s in seen], axis=0)
@@ -91,7 +91,7 @@ def test_only_the_moving_statistics_change_and_the_invariant_holds():
         assert any(not np.array_equal(a, b) for a, b in zip(moving(model), stats_before))
         for v, s in zip(opt.permuted_variables, opt.sorted_initial_values):  # a permutation of theta_0
             np.testing.assert_array_equal(
-                np.sort(ops.convert_to_numpy(laperm.ops.to_rows(v.value)), -1),
+                np.sort(ops.convert_to_numpy(laperm.method.ops.to_rows(v.value)), -1),
                 ops.convert_to_numpy(s.value))
 
 
@@ -147,8 +147,8 @@ def test_too_little_data_and_bad_arguments_are_refused():
 def test_the_exact_mean_under_mixed_bfloat16(kernels):
     """Under the bfloat16 policy too: the averaging weight i / (i + 1) must stay float32
     (read in bfloat16 it is rounded, and 200 batches get weights from 0.0035 to 0.0069)."""
-    from laperm.batchnorm import _batches
-    from laperm.fused import fuse_model
+    from laperm.method.batchnorm import _batches
+    from laperm.method.fused import fuse_model
 
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")

@@ -96,7 +96,7 @@ def test_reproduce_on_two_devices_gives_the_one_device_result(backend, tmp_path)
 
 
 def test_more_devices_than_there_are_is_one_clear_error():
-    from laperm.devices import DevicesError, data_parallel
+    from laperm.run.devices import DevicesError, data_parallel
 
     with pytest.raises(DevicesError, match="64 devices asked for"):
         with data_parallel(64):

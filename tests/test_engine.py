@@ -1,4 +1,4 @@
-"""The device engine (:mod:`laperm.engine`) against the ``fit`` engine, under JAX.
+"""The device engine (:mod:`laperm.run.engine`) against the ``fit`` engine, under JAX.
 
 Run in the JAX tier (``scripts/test_jax.sh``); under another Keras backend only
 the refusal is tested.  Tolerances: both engines run the same Keras layers and
@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from laperm.engine import EngineError, check_engine
+from laperm.run.engine import EngineError, check_engine
 from laperm.experiment import paper_config, run
 
 JAX = keras.backend.backend() == "jax"
@@ -82,14 +82,14 @@ def test_the_device_engine_gives_the_fit_history(name, tmp_path, data_dir):
 
 @needs_jax
 def test_after_every_sync_each_vector_is_a_permutation_of_theta0(data_dir):
-    from laperm import ops as lops
-    from laperm.train import build_model, build_optimizer, load_splits
+    from laperm.method import ops as lops
+    from laperm.run.train import build_model, build_optimizer, load_splits
 
     cfg = paper_config("conv2", train_fraction=0.005, validation_size=200, sync_period=3,
                        bn_batches=0)
     model, _ = build_model(cfg)
     model.compile(optimizer=build_optimizer(cfg), loss="sparse_categorical_crossentropy")
-    from laperm.engine import DeviceTrainer
+    from laperm.run.engine import DeviceTrainer
 
     trainer = DeviceTrainer(cfg, model, load_splits(cfg, data_dir), steps_per_call=1)
     theta0 = [np.sort(np.asarray(lops.to_rows(model.trainable_variables[i].value)), axis=1)
@@ -106,7 +106,7 @@ def test_after_every_sync_each_vector_is_a_permutation_of_theta0(data_dir):
 
 @needs_jax
 def test_a_killed_run_resumes_to_the_uninterrupted_history(tmp_path, data_dir, monkeypatch):
-    from laperm.engine import DeviceTrainer
+    from laperm.run.engine import DeviceTrainer
 
     # BatchNorm, dropout and the augmentation: all three draw from (seed, epoch, step)
     cfg = paper_config("conv2", epochs=2, train_fraction=0.003, validation_size=100,
@@ -137,7 +137,7 @@ def test_the_augmentation_draws_the_fit_paths_transforms():
     import jax
 
     from laperm.data import augmentation_layers
-    from laperm.engine import _FoldInSeeds
+    from laperm.run.engine import _FoldInSeeds
 
     layers = augmentation_layers("cifar_conv").layers
     assert [type(layer).__name__ for layer in layers] == [
@@ -195,7 +195,7 @@ def test_bad_engine_options_are_one_clear_error(kwargs, message, tmp_path, data_
 @pytest.mark.parametrize("fails_at", [0, 1])
 def test_a_run_that_does_not_fit_in_device_memory_is_one_line(fails_at, tmp_path, data_dir,
                                                                monkeypatch):
-    from laperm.engine import DeviceTrainer
+    from laperm.run.engine import DeviceTrainer
 
     original = DeviceTrainer.train_epoch
 

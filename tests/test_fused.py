@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import laperm
-from laperm import fused, profiles
+from laperm.analysis import profiles
+from laperm.method import fused
 from laperm.config import KERNELS
 from laperm.paper import EXPERIMENTS
 
@@ -200,7 +201,7 @@ def test_fuse_model_takes_conv13s_small_layers_as_patch_products():
 
 def test_batchnorm_re_estimation_of_a_fused_model_under_mixed_bfloat16():
     """The re-estimation sets momentum to a variable, read as bfloat16 under the policy."""
-    from laperm.batchnorm import recalibrate_batchnorm
+    from laperm.method.batchnorm import recalibrate_batchnorm
 
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")

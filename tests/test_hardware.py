@@ -4,7 +4,7 @@ import warnings
 
 import pytest
 
-from laperm import hardware
+from laperm.run import hardware
 from laperm.book.page import hardware_label
 
 AMD = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 fma\n"
@@ -35,7 +35,7 @@ def test_only_a_bfloat16_policy_on_a_cpu_without_bfloat16_warns():
 
 
 def test_records_name_the_cpu_and_the_label_says_whether_bfloat16_is_native():
-    from laperm.provenance import environment_info
+    from laperm.run.provenance import environment_info
 
     info = environment_info()["hardware"]
     # this machine's CPU, as /proc/cpuinfo (or platform.processor()) names it

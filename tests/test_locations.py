@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from laperm import locations, profiles
+from laperm.analysis import locations, profiles
 
 
 def test_random_repermutation_keeps_each_vector_s_values():

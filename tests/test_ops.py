@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from keras import ops
 
-from laperm import ops as lops
+from laperm.method import ops as lops
 
 SHAPES = st.one_of(
     hnp.array_shapes(min_dims=1, max_dims=1, min_side=1, max_side=40),

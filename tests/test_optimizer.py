@@ -9,8 +9,8 @@ import keras
 from keras import ops
 
 import laperm
-from laperm import ops as lops
-from laperm.callbacks import PermutationRecorder, SyncPeriodScheduler
+from laperm.method import ops as lops
+from laperm.method.callbacks import PermutationRecorder, SyncPeriodScheduler
 
 BACKEND = keras.backend.backend()
 

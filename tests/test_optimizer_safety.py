@@ -10,8 +10,8 @@ import keras
 from keras import ops
 
 import laperm
-from laperm import ops as lops
-from laperm.optimizer import LaPermStateError
+from laperm.method import ops as lops
+from laperm.method.optimizer import LaPermStateError
 
 BACKEND = keras.backend.backend()
 

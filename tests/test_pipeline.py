@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from laperm import data
-from laperm.backends import has_tensorflow
+from laperm.run.backends import has_tensorflow
 from laperm.data.pipeline import ArrayBatches, batch_seed
 
 BACKEND = keras.backend.backend()
@@ -174,9 +174,9 @@ def test_bad_pipeline_names_and_tf_data_without_tensorflow(monkeypatch):
     x, y = images(4)
     with pytest.raises(ValueError, match="tf.data, pydataset"):
         data.make_dataset(x, y, 2, pipeline="grain")
-    import laperm.backends
+    import laperm.run.backends
 
-    monkeypatch.setattr(laperm.backends, "has_tensorflow", lambda: False)
+    monkeypatch.setattr(laperm.run.backends, "has_tensorflow", lambda: False)
     with pytest.raises(ImportError, match="needs TensorFlow.*pipeline='pydataset'"):
         data.make_dataset(x, y, 2, pipeline="tf.data")
     with pytest.raises(ValueError, match="workers=1"):

@@ -1,4 +1,4 @@
-"""Tests of laperm.profiles (Sections 2-4 of the paper): pure NumPy properties."""
+"""Tests of laperm.analysis.profiles (Sections 2-4 of the paper): pure NumPy properties."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from laperm import profiles as P
+from laperm.analysis import profiles as P
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -295,10 +295,10 @@ def test_layer_profile_table_on_keras_model():
 
 @pytest.mark.parametrize("shape", [(), (7,), (5, 3), (3, 3, 2, 4), (2, 2, 2, 3, 5)])
 def test_numpy_row_view_agrees_with_the_optimizer_row_view(shape):
-    """profiles.weight_vectors (NumPy) and laperm.ops.to_rows (keras.ops) are one view."""
+    """profiles.weight_vectors (NumPy) and laperm.method.ops.to_rows (keras.ops) are one view."""
     from keras import ops
 
-    from laperm import ops as lops
+    from laperm.method import ops as lops
 
     w = np.arange(int(np.prod(shape)), dtype="float32").reshape(shape)
     expected = ops.convert_to_numpy(lops.to_rows(ops.convert_to_tensor(w)))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from laperm import records
+from laperm.analysis import records
 from laperm.book import findings
 from laperm.experiment import PAPER_ACCURACY, paper_config
 
@@ -270,7 +270,7 @@ def test_variants_are_kept_apart(tmp_path):
 
 
 def test_the_precision_check_compares_runs_of_the_paper_input(tmp_path):
-    from laperm import speed
+    from laperm.analysis import speed
 
     base = dict(epochs=10, kernels="fused")
     for seed in (0, 1):
@@ -336,7 +336,7 @@ def test_the_last_epoch_is_compared_with_batchnorm_statistics_treated_alike(tmp_
 
 
 def test_a_long_run_at_both_precisions_is_compared_epoch_by_epoch(tmp_path):
-    from laperm import speed
+    from laperm.analysis import speed
 
     def curve(n, offset):
         return [(0.5 + 0.01 * e, 0.5 + 0.01 * e + offset) for e in range(n)]
@@ -370,7 +370,7 @@ def test_the_all_records_table_names_a_laperm_run_without_a_sync():
     """A LaPerm run stopped before its first sync is listed as such, with no paper number."""
     import pandas as pd
 
-    from laperm.records import comparison_table
+    from laperm.analysis.records import comparison_table
 
     base = {"paper_experiment": "conv13", "experiment": "conv13", "variant": "", "k": 1000,
             "epochs_run": 1, "paper_epochs": 125, "n_train": 4500, "scale": "reduced",

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from laperm import runfiles
+from laperm.run import files as runfiles
 from laperm.experiment import RunDirError, paper_config, run
 
 #: History columns that must be equal between an interrupted and an
@@ -404,7 +404,7 @@ def laperm_optimizer(model):
 
 def test_a_run_in_progress_is_recorded_as_a_reduced_run(tmp_path, data_dir, interrupt_after):
     from laperm.reproduce import run_name
-    from laperm.train import snapshot_partial
+    from laperm.run.train import snapshot_partial
 
     cfg = f1_small(epochs=3)
     out = tmp_path / run_name(cfg)
@@ -438,7 +438,7 @@ def test_a_mixed_float16_run_resumes_to_the_uninterrupted_history(tmp_path, data
     import keras
     from keras.src.optimizers.loss_scale_optimizer import LossScaleOptimizer
 
-    from laperm.train import _dtype_policy
+    from laperm.run.train import _dtype_policy
 
     real_init = LossScaleOptimizer.__init__
 

@@ -19,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from laperm import reproduce, runfiles
+from laperm import reproduce
+from laperm.run import files as runfiles
 from laperm.experiment import RunDirError, paper_config, run
-from laperm.runfiles import RunFiles
+from laperm.run.files import RunFiles
 
 TINY = dict(epochs=2, train_fraction=0.05)
 
@@ -38,7 +39,7 @@ def holder(tmp_path):
     def start(folder: Path) -> subprocess.Popen:
         script = textwrap.dedent(f"""
             import sys
-            from laperm.runfiles import RunFiles, owned
+            from laperm.run.files import RunFiles, owned
             with owned(RunFiles({str(folder)!r})):
                 print("owned", flush=True)
                 sys.stdin.readline()

@@ -10,7 +10,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from laperm import speed, viz  # noqa: E402
+from laperm import viz
+from laperm.analysis import speed# noqa: E402
 
 
 def _payload():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from laperm.experiment import paper_config, run
-from laperm.train import StepsPerExecutionError
+from laperm.run.train import StepsPerExecutionError
 
 
 def _tiny(name):

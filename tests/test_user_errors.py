@@ -294,7 +294,7 @@ def laperm_model():
 @pytest.mark.parametrize("bad", [2.5, 10.0, "10", True, np.bool_(True), 0, -3, 2**31, None,
                                  np.float32(4)])
 def test_sync_period_scheduler_refuses_bad_values(laperm_model, bad):
-    from laperm.callbacks import SyncPeriodScheduler
+    from laperm.method.callbacks import SyncPeriodScheduler
 
     callback = SyncPeriodScheduler(lambda epoch: bad)
     callback.set_model(laperm_model)
@@ -304,7 +304,7 @@ def test_sync_period_scheduler_refuses_bad_values(laperm_model, bad):
 
 @pytest.mark.parametrize("good", [1, 7, np.int64(9), np.int32(2**31 - 1)])
 def test_sync_period_scheduler_takes_integers(laperm_model, good):
-    from laperm.callbacks import SyncPeriodScheduler
+    from laperm.method.callbacks import SyncPeriodScheduler
 
     callback = SyncPeriodScheduler(lambda epoch: good)
     callback.set_model(laperm_model)

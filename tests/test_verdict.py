@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from laperm import records, verdict
+from laperm.analysis import records, verdict
 from laperm.book import findings
 from laperm.experiment import PAPER_ACCURACY, paper_config
 from test_records import write_run

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from laperm import profiles as P  # noqa: E402
+from laperm.analysis import profiles as P# noqa: E402
 from laperm import viz  # noqa: E402
 
 

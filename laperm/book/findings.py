@@ -1,6 +1,6 @@
 """What the book's pages conclude: the verdict table and each page's findings.
 
-* :func:`verdict_of` computes :func:`laperm.verdict.verdict_table` from
+* :func:`verdict_of` computes :func:`laperm.analysis.verdict.verdict_table` from
   records and the committed cross-check record (:func:`committed_verdict`:
   from the committed records), and
   :func:`show_verdict` renders it as an HTML table whose rows link to the page
@@ -16,13 +16,13 @@ import json
 
 import pandas as pd
 
-from laperm import records as R
+from laperm.analysis import records as R
 from laperm.book.layout import results_dir
 from laperm.paper import ROWS
-from laperm.verdict import (MIN_SEEDS, PAPER_PRECISION, Z, binomial_se, counts, status_kind,
+from laperm.analysis.verdict import (MIN_SEEDS, PAPER_PRECISION, Z, binomial_se, counts, status_kind,
                             verdict_table)
 
-#: Background colour of each kind of status (:func:`laperm.verdict.status_kind`).
+#: Background colour of each kind of status (:func:`laperm.analysis.verdict.status_kind`).
 STATUS_COLOURS = {
     "reproduced": "#d4edda",
     "consistent": "#e8f4ea",
@@ -42,7 +42,7 @@ def row_label(experiment: str) -> str:
 
 
 def verdict_of(records: pd.DataFrame) -> pd.DataFrame:
-    """:func:`laperm.verdict.verdict_table` of ``records``, with the committed cross-check record."""
+    """:func:`laperm.analysis.verdict.verdict_table` of ``records``, with the committed cross-check record."""
     path = results_dir() / "crosscheck" / "distribution.json"
     crosscheck = json.loads(path.read_text()) if path.is_file() else None
     return verdict_table(records, crosscheck)
@@ -57,7 +57,7 @@ def verdict_html(table: pd.DataFrame) -> str:
     """The verdict as an HTML table (status coloured, rows linked to their pages).
 
     Columns: the paper's row and number, ours (mean over seeds and the 95 %
-    interval, :mod:`laperm.verdict`), seeds, test images, Adam at the same
+    interval, :mod:`laperm.analysis.verdict`), seeds, test images, Adam at the same
     settings, what differs from the paper's settings, the status and why.
     """
     pct = lambda v: "–" if v != v else f"{v:.2%}"  # noqa: E731
@@ -98,7 +98,7 @@ def verdict_summary(table: pd.DataFrame) -> str:
 
 
 def verdict_legend() -> str:
-    """What the statuses and the interval mean (from the rules in :mod:`laperm.verdict`)."""
+    """What the statuses and the interval mean (from the rules in :mod:`laperm.analysis.verdict`)."""
     return (f"*Ours*: the mean over seeds of the test accuracy at the epoch with the best "
             f"validation accuracy, on synchronised weights, with an interval of ±{Z:g} times "
             "the error of a single run: the spread between seeds combined with the test set's "
@@ -137,7 +137,7 @@ def show_findings(lines: list[str]) -> None:
 
 
 def run_findings(table: pd.DataFrame) -> list[str]:
-    """Sentences about a page's runs, from :func:`laperm.records.results_table`.
+    """Sentences about a page's runs, from :func:`laperm.analysis.records.results_table`.
 
     One sentence per run (test accuracy at the best validation epoch, its
     scale and, for LaPerm, the paper's number where there is one), then the

@@ -25,14 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from laperm import experiment, records, viz
+from laperm import experiment, viz
+from laperm.analysis import records
 from laperm.atomic import atomic_write_json
 from laperm.book.knobs import PROFILE_DESCRIPTIONS, PROFILE_NAMES, check_parameters
 from laperm.book.layout import build_dir, results_dir, status_dir
 from laperm.config import experiment_name
-from laperm.hardware import bfloat16_in
+from laperm.run.hardware import bfloat16_in
 from laperm.paper import PAPER_ACCURACY
-from laperm.provenance import environment_info
+from laperm.run.provenance import environment_info
 from laperm.reproduce import run_name
 
 
@@ -339,7 +340,7 @@ def split_constant_columns(df):
 
 
 def show_table(df) -> None:
-    """Display a :func:`laperm.records.results_table` with percentages.
+    """Display a :func:`laperm.analysis.records.results_table` with percentages.
 
     Columns with the same value in every row become the caption; the step
     count is left out (the scale says how long each run was).

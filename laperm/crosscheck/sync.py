@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from laperm.optimizer import LaPerm, NonFiniteWeightsError
+from laperm.method.optimizer import LaPerm, NonFiniteWeightsError
 from laperm.crosscheck.authors import AuthorsCode, load_authors_code
 
 # --------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def sync_differences(code: AuthorsCode | None = None) -> pd.DataFrame:
     """Inputs on which their sync and ours behave differently, with the reason.
 
     * NaN in a weight vector: theirs permutes anyway (NaN takes a rank from the
-      sort), ours refuses with :class:`laperm.optimizer.NonFiniteWeightsError`
+      sort), ours refuses with :class:`laperm.method.optimizer.NonFiniteWeightsError`
       and leaves the weights unchanged, since no permutation of theta_0 can be
       meant.
     * a rank-3 kernel (``Conv1D``): theirs raises ``NotImplementedError`` (it

@@ -18,7 +18,7 @@ import pandas as pd
 
 from laperm.experiment import (build_model, learning_rate_at, load_splits,
                                paper_config, prepare_data)
-from laperm.optimizer import LaPerm
+from laperm.method.optimizer import LaPerm
 from laperm.crosscheck.authors import AuthorsCode, load_authors_code
 from laperm.crosscheck.sync import _bits, _rows
 

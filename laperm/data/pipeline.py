@@ -276,8 +276,8 @@ def _choose_pipeline(pipeline: str | None) -> str:
         raise ValueError(f"unknown pipeline {pipeline!r}; valid: {', '.join(PIPELINES)}, or None "
                          "(tf.data under the TensorFlow backend, pydataset otherwise)")
     if pipeline == "tf.data":
-        # Looked up at call time: tests replace laperm.backends.has_tensorflow.
-        from laperm.backends import has_tensorflow
+        # Looked up at call time: tests replace laperm.run.backends.has_tensorflow.
+        from laperm.run.backends import has_tensorflow
 
         if not has_tensorflow():
             raise ImportError("make_dataset(pipeline='tf.data') needs TensorFlow (pip install "

@@ -2,7 +2,7 @@
 """Training steps per second of the paper's CIFAR models, as ``laperm.reproduce`` trains them.
 
 For each experiment and optimizer: the model, optimizer and input pipeline of
-``laperm.train`` at the paper's settings (batch 50, the augmentation on the
+``laperm.run.train`` at the paper's settings (batch 50, the augmentation on the
 host), then
 
 * ``pipeline``: batches per second of the training pipeline alone (the host's
@@ -30,7 +30,7 @@ def bench(experiment: str, optimizer: str, steps: int, warmup: int) -> dict:
     import keras
 
     from laperm.paper import paper_config
-    from laperm.train import build_model, build_optimizer, load_splits, prepare_data
+    from laperm.run.train import build_model, build_optimizer, load_splits, prepare_data
 
     cfg = paper_config(experiment)
     if optimizer == "adam":

@@ -301,7 +301,7 @@ def child_env(args, site: Path | None, data_dir: Path, n_runs: int) -> dict:
 
 
 def steps_per_epoch(cfg: dict, manifest: dict) -> int | None:
-    """``laperm.train``'s steps per epoch, from the config and the data's shape."""
+    """``laperm.run.train``'s steps per epoch, from the config and the data's shape."""
     try:
         n_all = manifest["arrays"]["shapes"]["x_train"][0]
         n = n_all - int(cfg["validation_size"])
@@ -585,7 +585,7 @@ def parse_args(argv):
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="seeds: one run per experiment, optimizer and seed (default: 0)")
     p.add_argument("--engine", choices=["fit", "device"], default="fit",
-                   help="'device': laperm.engine (data, augmentation and evaluation on the GPU, "
+                   help="'device': laperm.run.engine (data, augmentation and evaluation on the GPU, "
                         "an epoch per compiled call); default: Keras's fit")
     p.add_argument("--budget-s", type=_positive(float), default=540.0,
                    help="this script's whole wall time, set-up included (default 540: inside "

@@ -7,7 +7,7 @@ exist before the backend starts (TensorFlow: two logical CPU devices; JAX:
 ``XLA_FLAGS=--xla_force_host_platform_device_count=2``, set by the caller).
 
 For a model without BatchNorm (a small conv net), for the paper's Conv2
-(with BatchNorm; also with the fused kernels of :mod:`laperm.fused`; on 16x16 inputs) and for
+(with BatchNorm; also with the fused kernels of :mod:`laperm.method.fused`; on 16x16 inputs) and for
 ResNet8 (the smallest of the paper's ResNet family: BatchNorm, identity and projection
 shortcuts) it trains 9 steps at k = 3 on one device and on two, from the
 same theta_0 on the same batches, and reports: the weights' largest difference
@@ -35,9 +35,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import laperm  # noqa: E402
-from laperm import models, profiles  # noqa: E402
-from laperm.batchnorm import batchnorm_layers, recalibrate_batchnorm  # noqa: E402
-from laperm.fused import fuse_model, make_adam  # noqa: E402
+from laperm import models
+from laperm.analysis import profiles# noqa: E402
+from laperm.method.batchnorm import batchnorm_layers, recalibrate_batchnorm  # noqa: E402
+from laperm.method.fused import fuse_model, make_adam  # noqa: E402
 
 STEPS, BATCH, K = 9, 16, 3
 # Conv2 on 16x16 images: its layers as in the paper (BatchNorm, dropout, Dense), a Dense

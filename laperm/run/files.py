@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from laperm.atomic import atomic_write
-from laperm.optimizer import LaPermStateError
+from laperm.method.optimizer import LaPermStateError
 
 
 class RunDirError(ValueError):

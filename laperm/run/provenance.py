@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from laperm import __version__, data
-from laperm.hardware import accelerator_name, cpu_features, cpu_model
+from laperm.run.hardware import accelerator_name, cpu_features, cpu_model
 from laperm.project import is_project
 
 
@@ -70,7 +70,7 @@ def _git_commit() -> str | None:
     if os.environ.get(COMMIT_ENV):
         return os.environ[COMMIT_ENV].strip()
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not is_project(root) or not (root / ".git").exists():
         return None  # installed: never the commit of a repository around site-packages
     try:

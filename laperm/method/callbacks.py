@@ -8,8 +8,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from laperm import ops as lops
-from laperm.optimizer import find_laperm
+from laperm.method import ops as lops
+from laperm.method.optimizer import find_laperm
 
 
 def _laperm_of(model):
@@ -77,7 +77,7 @@ class PermutationRecorder(keras.callbacks.Callback):
     optimizer's sync counter after each batch and, when a sync happened, stores
     the stable ranks of the chosen variables (NumPy ``int32``, row view).
     Because the weights are synchronised at that moment, ranks determine the
-    permutation of theta_0 exactly (see :mod:`laperm.profiles`).
+    permutation of theta_0 exactly (see :mod:`laperm.analysis.profiles`).
 
     With ``steps_per_execution > 1`` batches end only every that many steps,
     so choose k as a multiple of it to see every sync.

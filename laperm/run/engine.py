@@ -1,6 +1,6 @@
 """The device engine: training in which an epoch is a few compiled programs (JAX; Section 5).
 
-The ``fit`` engine (:func:`laperm.train.run`'s default) is Keras's own trainer:
+The ``fit`` engine (:func:`laperm.run.train.run`'s default) is Keras's own trainer:
 every step is dispatched from Python and every batch is gathered, preprocessed
 and augmented on the host.  On a GPU the host is then the bottleneck (the first
 lease measured 12-15 steps/s per run on an H200 at 95% utilisation by tiny
@@ -20,13 +20,13 @@ kernels).  This engine keeps everything on the device instead:
   run inside one ``jax.lax.scan`` (one host round trip); the last partial batch
   of an epoch, if any, is one more call with its true shape (BatchNorm and
   dropout see exactly the batch the ``fit`` path sees).
-* **Evaluation on the device too**, as :func:`laperm.evaluation.evaluate_three_ways`
+* **Evaluation on the device too**, as :func:`laperm.run.evaluation.evaluate_three_ways`
   defines it: unsynchronised, synchronised with stale BatchNorm statistics, and
   synchronised with statistics re-estimated by the exact average of
-  :func:`laperm.batchnorm.recalibrate_batchnorm` (same images, same dropout
+  :func:`laperm.method.batchnorm.recalibrate_batchnorm` (same images, same dropout
   seeds), the primary number.
 
-The run folder is the ``fit`` engine's (:func:`laperm.train.run` writes it for
+The run folder is the ``fit`` engine's (:func:`laperm.run.train.run` writes it for
 both): same ``config.json`` and config hash, ``history.csv``, checkpoint at every
 epoch's end (resumable by either engine), best weights and ``result.json``,
 which names the engine, the steps per call and the matmul precision.
@@ -44,13 +44,14 @@ import math
 import time
 
 import numpy as np
-from laperm import data, ops as lops
-from laperm.backends import seed_generator_states
-from laperm.batchnorm import batchnorm_layers
+from laperm import data
+from laperm.method import ops as lops
+from laperm.run.backends import seed_generator_states
+from laperm.method.batchnorm import batchnorm_layers
 from laperm.data import epoch_order
-from laperm.evaluation import laperm_of
+from laperm.run.evaluation import laperm_of
 
-#: The training engines of :func:`laperm.train.run`.
+#: The training engines of :func:`laperm.run.train.run`.
 ENGINES = ("fit", "device")
 
 #: Matmul precisions the device engine accepts (``jax.default_matmul_precision``).
@@ -173,14 +174,14 @@ class DeviceTrainer:
         config: the run's :class:`~laperm.config.ExperimentConfig`.
         model: the built (compiled) Keras model; its optimizer is built here
             if it is not yet (LaPerm captures theta_0 then).
-        splits: :func:`laperm.train.load_splits` of the config.
+        splits: :func:`laperm.run.train.load_splits` of the config.
         steps_per_call: training steps per compiled call (None:
             :func:`default_steps_per_call`).
         bn_index: ``(batches, batch size)`` indices into the training split of
-            the BatchNorm re-estimation (:func:`laperm.train.bn_batch_indices`),
+            the BatchNorm re-estimation (:func:`laperm.run.train.bn_batch_indices`),
             or None (no re-estimation).
         epoch_seed_states: ``f(seed, epoch, count)`` -> the dropout seed states
-            of an epoch (:func:`laperm.train.epoch_seed_states`).
+            of an epoch (:func:`laperm.run.train.epoch_seed_states`).
         matmul_precision: ``"highest"`` (full float32) or ``"default"`` (TF32
             on NVIDIA GPUs).
         devices: split every batch over this many devices (JAX's sharding of
@@ -282,7 +283,7 @@ class DeviceTrainer:
     def seed_epoch(self, epoch: int) -> None:
         """Dropout draws of epoch ``epoch`` as in the ``fit`` path.
 
-        The seed states come from ``epoch_seed_states`` (:func:`laperm.train.epoch_seed_states`).
+        The seed states come from ``epoch_seed_states`` (:func:`laperm.run.train.epoch_seed_states`).
         """
         if not self.layout.seed_states:
             return
@@ -519,7 +520,7 @@ class DeviceTrainer:
         return self._jit["sync"](tv, ov)
 
     def recalibrated(self, tv, ntv):
-        """BatchNorm statistics re-estimated for ``tv``, as :func:`laperm.batchnorm.recalibrate_batchnorm`.
+        """BatchNorm statistics re-estimated for ``tv``, as :func:`laperm.method.batchnorm.recalibrate_batchnorm`.
 
         The same batches of the same training images, the same dropout seeds
         and the same exact average (momentum ``i / (i + 1)`` at batch ``i``);
@@ -569,7 +570,7 @@ class DeviceTrainer:
         return self._with_seed_states(ntv, saved)
 
     def evaluate_three_ways(self) -> tuple[dict, tuple]:
-        """One epoch's evaluations, as :func:`laperm.evaluation.evaluate_three_ways` makes them.
+        """One epoch's evaluations, as :func:`laperm.run.evaluation.evaluate_three_ways` makes them.
 
         Returns:
             ``(scores, judged)``: the scores (``val``/``test`` as ``(loss,
@@ -605,7 +606,7 @@ class DeviceTrainer:
         return self.evaluate(tv, self.recalibrated(tv, ntv), "test")[1]
 
     def check_finite(self) -> None:
-        """Raise LaPerm's :class:`~laperm.optimizer.NonFiniteWeightsError` if a sync met NaN/inf."""
+        """Raise LaPerm's :class:`~laperm.method.optimizer.NonFiniteWeightsError` if a sync met NaN/inf."""
         if self.laperm is None:
             return
         index = int(np.asarray(self.state[2][self.layout.nonfinite_index]))

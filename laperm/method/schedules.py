@@ -6,7 +6,7 @@ with the epoch.  Two ways are offered:
 * a :class:`SyncPeriodSchedule` evaluated *inside* the compiled train step as a
   function of the optimizer step (serialisable, like a Keras
   ``LearningRateSchedule``), e.g. :class:`PiecewiseSyncPeriod`;
-* the callback :class:`laperm.callbacks.SyncPeriodScheduler`, which sets k
+* the callback :class:`laperm.method.callbacks.SyncPeriodScheduler`, which sets k
   from a Python function of the epoch (like ``LearningRateScheduler``).
 """
 

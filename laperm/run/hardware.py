@@ -80,7 +80,7 @@ def warn_if_bfloat16_is_emulated(policy: str, accelerator: str | None = None,
     Args:
         policy: the Keras dtype policy name (e.g. ``"mixed_bfloat16"``).
         accelerator: the ``hardware["accelerator"]`` of
-            :func:`laperm.provenance.environment_info` (default: asked of the
+            :func:`laperm.run.provenance.environment_info` (default: asked of the
             backend, only for a bfloat16 policy on such a CPU); a GPU is not judged.
         cpuinfo: the text of ``/proc/cpuinfo`` (default: read it).
 

@@ -12,7 +12,7 @@ Paper: Qiu & Suda, *Train-by-Reconnect*, NeurIPS 2020.
   :func:`from_ranks` and :func:`repermute` recover and apply such
   permutations.
 
-Conventions (shared with :mod:`laperm.ops`): a **weight vector** is
+Conventions (shared with :mod:`laperm.method.ops`): a **weight vector** is
 everything that feeds one output unit.  For a variable of rank >= 2 the last
 axis indexes output units, so the vectors are the columns of
 ``reshape(w, (-1, w.shape[-1]))``; a 1-D variable is one vector; a rank-0

@@ -5,7 +5,7 @@ For every row of the paper's results table (Sections 5.1-5.5 of Qiu & Suda,
 runs comparable (:data:`GROUP`: source, scale, input, precision, kernels,
 device and engine; GPU and CPU runs are never averaged together), and each
 group gets an interval and a status.  LaPerm runs that never synced are not
-LaPerm runs and never enter (:func:`laperm.records.only_synced`).
+LaPerm runs and never enter (:func:`laperm.analysis.records.only_synced`).
 
 **The interval.**  The paper reports one number per row: one run, measured on
 the 10,000 test images (Section 5; their epoch was chosen on the test set).
@@ -50,7 +50,7 @@ import math
 import numpy as np
 import pandas as pd
 from laperm.paper import EXPERIMENTS, PAPER_ACCURACY, ROWS, TEST_IMAGES, TRAIN_IMAGES
-from laperm.records import DEFAULT_ENGINE, latest_snapshots, only_synced
+from laperm.analysis.records import DEFAULT_ENGINE, latest_snapshots, only_synced
 
 #: z of a two-sided 95 % normal interval.
 Z = 1.96
@@ -195,8 +195,8 @@ def verdict_groups(records: pd.DataFrame) -> pd.DataFrame:
     """Every group of LaPerm seeds of the paper's rows, with its interval and status.
 
     Args:
-        records: :func:`laperm.records.load_records` (or ``load_sources``) rows;
-            :func:`laperm.records.latest_snapshots` is applied here.
+        records: :func:`laperm.analysis.records.load_records` (or ``load_sources``) rows;
+            :func:`laperm.analysis.records.latest_snapshots` is applied here.
 
     Returns:
         One row per group (:data:`GROUP`) of a paper experiment: those columns,
@@ -312,7 +312,7 @@ def verdict_table(records: pd.DataFrame, crosscheck: dict | None = None) -> pd.D
     """One row per line of the paper's table: the headline group's statistics and status.
 
     Args:
-        records: :func:`laperm.records.load_records` (or ``load_sources``) rows.
+        records: :func:`laperm.analysis.records.load_records` (or ``load_sources``) rows.
         crosscheck: the record of ``python -m laperm.crosscheck distribution``
             (``results/crosscheck/distribution.json``), or None.
 

@@ -3,11 +3,11 @@
 :func:`run` trains an :class:`~laperm.config.ExperimentConfig` and returns a
 per-epoch history DataFrame and a JSON-able result record.  The best epoch is
 chosen on a held-out validation split; a LaPerm network is judged on its
-synchronised weights (:mod:`laperm.evaluation`).
+synchronised weights (:mod:`laperm.run.evaluation`).
 
 Runs survive being killed: after every epoch the history and then the model
 (with the optimizer state and sorted theta_0) are written atomically to the
-run folder (:mod:`laperm.runfiles`); calling :func:`run` again with the same
+run folder (:mod:`laperm.run.files`); calling :func:`run` again with the same
 config, in any process, continues from the last checkpoint and gives the
 history of the uninterrupted run.  A folder made on other data, or with
 another Keras backend, is refused.
@@ -27,23 +27,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from laperm import data, models, pruning, runfiles
-from laperm.backends import seed_generator_states, seed_global_generator
-from laperm.batchnorm import (DEFAULT_BATCH_SIZE, batch_rows, batchnorm_layers,
+from laperm import data, models, pruning
+from laperm.run import files as runfiles
+from laperm.run.backends import seed_generator_states, seed_global_generator
+from laperm.method.batchnorm import (DEFAULT_BATCH_SIZE, batch_rows, batchnorm_layers,
                               recalibrated_batchnorm)
-from laperm.callbacks import NonFiniteGuard
+from laperm.method.callbacks import NonFiniteGuard
 from laperm.config import ExperimentConfig, learning_rate_at
 from laperm.data import FULL_TEST_SIZE
-from laperm.devices import data_parallel
-from laperm.engine import (DeviceTrainer, EngineError, check_engine, device_mesh, is_out_of_memory,
+from laperm.run.devices import data_parallel
+from laperm.run.engine import (DeviceTrainer, EngineError, check_engine, device_mesh, is_out_of_memory,
                            out_of_memory_error)
-from laperm.evaluation import best_so_far, evaluate, evaluate_three_ways, evaluation_note, laperm_of
-from laperm.fused import fuse_model, make_adam
-from laperm.hardware import warn_if_bfloat16_is_emulated
-from laperm.optimizer import LaPerm
+from laperm.run.evaluation import best_so_far, evaluate, evaluate_three_ways, evaluation_note, laperm_of
+from laperm.method.fused import fuse_model, make_adam
+from laperm.run.hardware import warn_if_bfloat16_is_emulated
+from laperm.method.optimizer import LaPerm
 from laperm.paper import PAPER_ACCURACY
-from laperm.provenance import environment_info, run_provenance
-from laperm.runfiles import RunFiles
+from laperm.run.provenance import environment_info, run_provenance
+from laperm.run.files import RunFiles
 
 
 class TrainFractionError(ValueError):
@@ -116,7 +117,7 @@ def bn_image_indices(config: ExperimentConfig, n_train: int) -> np.ndarray:
 def bn_batch_indices(config: ExperimentConfig, n_train: int) -> np.ndarray:
     """The re-estimation batches as indices into the training split: ``(batches, 50)``.
 
-    What :func:`laperm.batchnorm.recalibrate_batchnorm` averages over when it is
+    What :func:`laperm.method.batchnorm.recalibrate_batchnorm` averages over when it is
     given the images of :func:`bn_image_indices` and ``seed=config.seed``.
     """
     idx = bn_image_indices(config, n_train)
@@ -136,7 +137,7 @@ def build_model(config: ExperimentConfig):
     keras.utils.set_random_seed(config.seed)
     model = models.get(config.model)
     if config.kernels == "fused":
-        model = fuse_model(model)  # same theta_0, the fused layers of laperm.fused
+        model = fuse_model(model)  # same theta_0, the fused layers of laperm.method.fused
     tables = {}
     if config.prune_keep is not None and config.prune_keep < 1:
         tables["pruning"] = pruning.random_prune(
@@ -153,7 +154,7 @@ def build_model(config: ExperimentConfig):
 
 
 def build_optimizer(config: ExperimentConfig):
-    """Adam (or :class:`laperm.fused.FusedAdam`), wrapped in LaPerm unless the config is the
+    """Adam (or :class:`laperm.method.fused.FusedAdam`), wrapped in LaPerm unless the config is the
     Adam baseline."""
     adam = make_adam(config.learning_rate, config.kernels)
     if config.optimizer == "adam":
@@ -282,7 +283,7 @@ class _EpochEnd:
 
 def _history_row(epoch_number: int, scores: dict, **measured) -> dict:
     """One ``history.csv`` row: the epoch, what training measured, and the epoch's evaluations
-    (:func:`laperm.evaluation.evaluate_three_ways`'s keys), in the columns both engines write."""
+    (:func:`laperm.run.evaluation.evaluate_three_ways`'s keys), in the columns both engines write."""
     val_loss, val_acc = scores["val"]
     test_loss, test_acc = scores["test"]
     m = measured
@@ -360,7 +361,7 @@ def run(
         allow_other_backend: reuse or continue a run made with another Keras
             backend.
         devices: train data-parallel on this many devices
-            (:func:`laperm.devices.data_parallel`; None: as Keras places it).
+            (:func:`laperm.run.devices.data_parallel`; None: as Keras places it).
             The batch size stays the config's global batch; the result records
             the number of devices.
         steps_per_execution: training steps per call of the compiled train
@@ -370,7 +371,7 @@ def run(
             end, where the evaluation and checkpoint happen); TensorFlow and
             JAX only.  Recorded in the result, outside the config hash.
         engine: ``"fit"`` (Keras's trainer, batches made on the host) or
-            ``"device"`` (:mod:`laperm.engine`: data, augmentation, training
+            ``"device"`` (:mod:`laperm.run.engine`: data, augmentation, training
             and evaluation on the device, JAX only).  Both write the same run
             folder (same config hash; a run may be resumed by either); the
             result names the engine.
@@ -394,7 +395,7 @@ def run(
         laperm.data.DataNotFoundError, laperm.data.DataFormatError: the data.
         StepsPerExecutionError: ``steps_per_execution`` is not a positive
             integer, does not divide an epoch's steps, or the backend is torch.
-        laperm.engine.EngineError: an unknown engine, or the device engine
+        laperm.run.engine.EngineError: an unknown engine, or the device engine
             where it cannot run (another backend, mixed_float16, more devices
             than there are or than divide the batch, ``steps_per_execution``).
     """
@@ -409,7 +410,7 @@ def run(
                        "devices": devices}
                       if engine == "device" else None)
 
-    # The device engine shards its batches itself (laperm.engine); fit uses Keras's distribution.
+    # The device engine shards its batches itself (laperm.run.engine); fit uses Keras's distribution.
     with _dtype_policy(config.precision), data_parallel(devices if engine == "fit" else None):
         return _run(config, out_dir, data_dir=data_dir, resume=resume, progress=progress,
                     allow_other_backend=allow_other_backend, devices=devices or 1,
@@ -609,7 +610,7 @@ def _fit_epochs(config, model, data_dir, splits, files, rows, bar, done, steps_p
 
 def _device_epochs_or_refuse(config, model, splits, files, rows, bar, done, options):
     """:func:`_device_epochs`, with the device running out of memory told in one line
-    (:func:`laperm.engine.out_of_memory_error`); a run that recorded no epoch leaves
+    (:func:`laperm.run.engine.out_of_memory_error`); a run that recorded no epoch leaves
     no record behind."""
     try:
         return _device_epochs(config, model, splits, files, rows, bar, done, options)
@@ -623,7 +624,7 @@ def _device_epochs_or_refuse(config, model, splits, files, rows, bar, done, opti
 
 
 def _device_epochs(config, model, splits, files, rows, bar, done, options):
-    """The device engine (:mod:`laperm.engine`): every epoch on the device, the same records."""
+    """The device engine (:mod:`laperm.run.engine`): every epoch on the device, the same records."""
     n_train = int(len(splits["train"][0]))
     trainer = DeviceTrainer(
         config, model, splits, bn_index=(bn_batch_indices(config, n_train)

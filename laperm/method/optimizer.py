@@ -26,10 +26,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from laperm import ops as lops
+from laperm.method import ops as lops
 from laperm.exceptions import LaPermStateError, NonFiniteWeightsError  # noqa: F401 (public here)
-from laperm.sync_schedules import SyncPeriodSchedule, deserialize_sync_period
-from laperm.presets import laperm_preset
+from laperm.method.schedules import SyncPeriodSchedule, deserialize_sync_period
+from laperm.paper import laperm_preset
 
 #: Names of normalisation parameters skipped when ``skip_bn=True``.
 NORMALIZATION_VARIABLE_NAMES = ("gamma", "beta")
@@ -117,7 +117,7 @@ class LaPerm(keras.optimizers.Optimizer):
             anything ``keras.optimizers.get`` accepts, e.g. ``"adam"``).
         sync_period: k, the number of inner steps between syncs: a positive
             int or a :class:`laperm.SyncPeriodSchedule` of the step (use the
-            callback :class:`laperm.callbacks.SyncPeriodScheduler` for a
+            callback :class:`laperm.method.callbacks.SyncPeriodScheduler` for a
             function of the epoch).
         skip_bias: do not permute variables named ``bias``.
         skip_bn: do not permute normalisation parameters (``gamma``, ``beta``).
@@ -186,7 +186,7 @@ class LaPerm(keras.optimizers.Optimizer):
         """The paper's settings for one experiment, by name.
 
         Args:
-            experiment: a key of :data:`laperm.presets.LAPERM_PRESETS` such as
+            experiment: a key of :data:`laperm.paper.LAPERM_PRESETS` such as
                 ``"conv7"``, ``"conv13"``, ``"resnet50"`` or ``"f1"``.
             inner_optimizer: the inner optimizer (Adam in the paper).
             **overrides: any constructor argument to change.

@@ -91,7 +91,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 x4, gamma, beta, epsilon=self.epsilon, is_training=True)
             n = tf.cast(tf.size(x4) // channels, "float32")
             variance = variance * (n - 1.0) / tf.maximum(n, 1.0)  # back to the biased variance
-            # momentum may be a float or a variable (laperm.batchnorm's re-estimation
+            # momentum may be a float or a variable (laperm.method.batchnorm's re-estimation
             # sets a float32 one); the update is float32 under every dtype policy
             momentum = tf.cast(self.momentum, "float32")
             for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):

@@ -4,7 +4,7 @@ The benchmark (run by hand, with the machine's long runs paused) trains each
 CIFAR-10 model of Sections 5.2-5.4 with LaPerm at the paper's k, batch 50 and
 the paper's augmentation in several ways side by side: the previous release's
 path (``before``, the reference), today's default, ``mixed_bfloat16``, the
-fused kernels of :mod:`laperm.fused`, and both.  It stores
+fused kernels of :mod:`laperm.method.fused`, and both.  It stores
 ``benchmarks/results/cifar_<backend>.json``; this module turns that record
 into tables and a label saying when, where and at which commit it was made.
 :func:`precision_check` reads the runs that test whether ``mixed_bfloat16``
@@ -105,7 +105,7 @@ def precision_check(records: pd.DataFrame, experiment: str = "conv2", epochs: in
     spread between seeds.
 
     Args:
-        records: :func:`laperm.records.load_records` (or ``load_sources``).
+        records: :func:`laperm.analysis.records.load_records` (or ``load_sources``).
         experiment: the paper experiment of the pair.
         epochs: the runs' number of epochs.
         metric: the accuracy compared.
@@ -149,8 +149,8 @@ def precision_over_training(records: pd.DataFrame, histories: pd.DataFrame,
     spread.
 
     Args:
-        records: :func:`laperm.records.load_records` rows of the runs in ``histories``.
-        histories: :func:`laperm.records.load_histories` of the same folder.
+        records: :func:`laperm.analysis.records.load_records` rows of the runs in ``histories``.
+        histories: :func:`laperm.analysis.records.load_histories` of the same folder.
         experiment: the paper experiment.
         optimizer: ``"laperm"`` or ``"adam"``.
         min_epochs: fewer common epochs than this give None.

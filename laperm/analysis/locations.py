@@ -6,7 +6,7 @@ placed in the rank order of theta_t, as one LaPerm sync would) and measure
 the test accuracy of both networks, with how far theta_t moved from theta_0
 in order and in value::
 
-    from laperm import locations
+    from laperm.analysis import locations
     result = locations.run("f2", epochs=1, train_images=10000, batch_size=128,
                            test_images=2000, n_checkpoints=8)
     result.curve          # one row per checkpoint
@@ -21,7 +21,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from laperm import data, models, profiles
+from laperm import data, models
+from laperm.analysis import profiles
 
 
 def random_repermutation(weights, seed):

@@ -25,7 +25,7 @@ import contextlib
 import keras
 import numpy as np
 
-from laperm.backends import global_generator_seeded, seed_generator_states
+from laperm.run.backends import global_generator_seeded, seed_generator_states
 
 #: Default number of batches and batch size of the re-estimation.
 DEFAULT_BATCHES = 200

@@ -84,7 +84,7 @@ def data_parallel(devices: int | None):
         if len(names) < devices:
             raise DevicesError(
                 f"{devices} devices asked for, TensorFlow sees {len(names)} ({', '.join(names)}); "
-                "on a CPU, split it first with laperm.devices.split_cpu (python -m "
+                "on a CPU, split it first with laperm.run.devices.split_cpu (python -m "
                 "laperm.reproduce --devices does) before TensorFlow starts")
         strategy = tf.distribute.MirroredStrategy(names[:devices])
         with strategy.scope():

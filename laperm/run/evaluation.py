@@ -4,15 +4,15 @@
   set (the authors chose it on the test set).
 * A LaPerm network is judged on its *synchronised* weights, a permutation of
   theta_0, with BatchNorm statistics re-estimated for those weights
-  (:mod:`laperm.batchnorm`); the stale statistics and the unsynchronised
+  (:mod:`laperm.method.batchnorm`); the stale statistics and the unsynchronised
   weights (what the authors' CIFAR notebooks evaluated) are logged beside it.
 """
 
 from __future__ import annotations
 
 import time
-from laperm.batchnorm import batchnorm_layers, recalibrated_batchnorm
-from laperm.optimizer import find_laperm
+from laperm.method.batchnorm import batchnorm_layers, recalibrated_batchnorm
+from laperm.method.optimizer import find_laperm
 
 
 def evaluate(model, dataset) -> tuple[float, float]:
