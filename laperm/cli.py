@@ -9,6 +9,8 @@ Examples::
     laperm book --profile smoke --sections 00 07 08  # some sections, then the HTML
     laperm build                                     # only the HTML, from executed notebooks
     laperm notebook 05_1 -o /tmp                     # the page as .ipynb (for papermill)
+    laperm reproduce conv7 --seeds 0 1 2 --baseline  # paper runs (= python -m laperm.reproduce)
+    laperm crosscheck sync                           # (= python -m laperm.crosscheck)
 
 Sections are the pages ``book/<name>.md``, MyST Markdown notebooks (names may
 be shortened to a unique prefix).  The project is the checkout given by
@@ -103,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Write book/<section>.md as a notebook without outputs (the same as "
                     "`jupytext --to ipynb`).")
     notebook.add_argument("sections", nargs="+", metavar="SECTION")
+    # Listed for --help; their arguments are their own (main hands them over unparsed).
+    for name, what in DELEGATED_HELP.items():
+        sub.add_parser(name, help=what, add_help=False)
     notebook.add_argument("-o", "--out", default=".",
                           help="a folder, or a file name for one section (default: .)")
     return parser
@@ -233,8 +238,29 @@ COMMANDS = {"run": _cmd_run, "book": _cmd_book, "build": _cmd_build, "sections":
             "notebook": _cmd_notebook}
 
 
+#: Commands with a parser of their own: ``laperm reproduce ...`` is ``python -m
+#: laperm.reproduce ...`` and ``laperm crosscheck ...`` is ``python -m laperm.crosscheck ...``.
+DELEGATED_HELP = {
+    "reproduce": "train the paper's experiments into results/ (laperm reproduce --help)",
+    "crosscheck": "run the authors' code beside ours (laperm crosscheck --help)",
+}
+
+
+def _delegate(command: str, argv: list[str]) -> int:
+    if command == "reproduce":
+        from laperm import reproduce
+
+        return reproduce.main(argv, prog="laperm reproduce")
+    from laperm.crosscheck import cli
+
+    return cli.main(argv, prog="laperm crosscheck")
+
+
 def main(argv=None) -> int:
     """Entry point of the ``laperm`` command; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in DELEGATED_HELP:
+        return _delegate(argv[0], argv[1:])
     args = _parser().parse_args(argv)
     try:
         missing = missing_extra(args.command)

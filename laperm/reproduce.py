@@ -125,8 +125,8 @@ def _remove_if_stray(out_dir: Path) -> None:
         out_dir.rmdir()
 
 
-def main(argv=None) -> int:
-    parser = _Parser(prog="python -m laperm.reproduce", description=__doc__,
+def main(argv=None, prog: str = "python -m laperm.reproduce") -> int:
+    parser = _Parser(prog=prog, description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiments", nargs="+", help=f"one of: {', '.join(EXPERIMENTS)}")
     parser.add_argument("--seeds", type=_seed, nargs="+", default=[0],

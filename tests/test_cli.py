@@ -328,3 +328,20 @@ def test_commands_without_the_book_extra_exit_2(project, monkeypatch, capsys, co
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "jupytext" in err and 'pip install "laperm[book]"' in err
+
+
+def test_reproduce_and_crosscheck_are_laperm_subcommands(capsys):
+    """``laperm reproduce`` and ``laperm crosscheck`` are the ``python -m`` commands under one name."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["reproduce", "no_such_experiment"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "laperm reproduce: error: unknown experiment(s) ['no_such_experiment']" in err
+    with pytest.raises(SystemExit) as exit_:
+        main(["crosscheck", "--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: laperm crosscheck ")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = capsys.readouterr().out
+    assert "reproduce " in listing and "crosscheck " in listing

@@ -15,10 +15,10 @@ from laperm.crosscheck.records import (_write_json, default_out_dir, sync_record
                                        training_table)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m laperm.crosscheck {sync,training,distribution}``."""
+def main(argv: Sequence[str] | None = None, prog: str = "python -m laperm.crosscheck") -> int:
+    """``python -m laperm.crosscheck {sync,training,distribution}`` (also ``laperm crosscheck``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m laperm.crosscheck",
+        prog=prog,
         description="Run the authors' LaPerm beside ours and write the records.")
     parser.add_argument("--authors-code", help=f"the authors' repository (else ${ENV_VAR}, "
                                                "else ../shared/reference/authors-code)")
