@@ -6,8 +6,8 @@ Paper: Qiu & Suda, *Train-by-Reconnect*, NeurIPS 2020.
   vectors collapsing onto one curve, the weight profile (Section 2).
 * :func:`plot_vectors_as_images`: the ten 784-weight vectors of an MNIST
   linear model (F1) as 28x28 images (Sections 4, 5.5).
-* :func:`plot_permutation_trace`, :func:`animate_reconnection`,
-  :func:`to_jshtml`: where weights travel from sync to sync (Section 4).
+* :func:`plot_permutation_trace`, :func:`animate_reconnection`: where weights
+  travel from sync to sync (Section 4; :func:`laperm.book.to_jshtml` plays an animation).
 * :func:`plot_training_curves`: LaPerm vs Adam curves of one or several runs
   (Section 5).
 * :func:`plot_sawtooth`: per-step accuracy or loss with the syncs marked, the
@@ -21,7 +21,6 @@ or tensors; row view = one row per weight vector).
 
 from __future__ import annotations
 
-import warnings
 
 from typing import Any, Sequence
 
@@ -33,7 +32,9 @@ from matplotlib import animation
 from matplotlib.collections import LineCollection
 
 from laperm.analysis import profiles as P
-from laperm.data import AUGMENTATIONS, augmentation_layers
+from laperm.analysis.permutations import positions, record_rows, settling_table
+from laperm.analysis.records import has_three_evaluations
+from laperm.data import augmented_images, describe_augmentation
 
 __all__ = [
     "set_style",
@@ -43,12 +44,9 @@ __all__ = [
     "plot_permutation_trace",
     "plot_rank_heatmap",
     "plot_three_evaluations",
-    "three_evaluations_table",
     "plot_speedups",
-    "settling_table",
     "plot_settling",
     "animate_reconnection",
-    "to_jshtml",
     "plot_training_curves",
     "plot_sawtooth",
 ]
@@ -76,73 +74,6 @@ def set_style(context: str = "notebook", font_scale: float = 1.0,
     }
     base.update(rc or {})
     sns.set_theme(style="whitegrid", context=context, font_scale=font_scale, rc=base)
-    show_figures_fitted()
-
-
-#: The widest PNG (pixels) a figure is shown at in a notebook: the book's
-#: content column shows about 690 px, and a figure shrunk much further has
-#: text too small to read.
-MAX_FIGURE_PX = 840
-
-
-def _png_width(png: bytes) -> int:
-    return int.from_bytes(png[16:20], "big")
-
-
-def fitted_png(fig, max_px: int = MAX_FIGURE_PX) -> bytes:
-    """The figure as PNG at most ``max_px`` wide, made narrower (not scaled down).
-
-    A figure wider than ``max_px`` at its dpi is given a smaller size in
-    inches, so its fonts keep their size in points and stay readable where
-    the page shows it (the panels get narrower instead); its layout is redone
-    where it uses ``tight_layout`` or a layout engine.
-
-    Args:
-        fig: a matplotlib figure.
-        max_px: the widest PNG wanted.
-    """
-    from IPython.core.pylabtools import print_figure
-
-    png = print_figure(fig, "png", bbox_inches="tight")
-    for _ in range(8):  # parts of a fixed size (an outside legend) make it converge slower
-        width = _png_width(png)
-        if width <= max_px:
-            break
-        w, h = fig.get_size_inches()
-        scale = max_px / width * 0.97
-        fig.set_size_inches(w * scale, h * scale ** 0.5)
-        if fig.get_layout_engine() is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    fig.tight_layout()
-                except Exception:  # noqa: BLE001 - a figure that cannot be laid out keeps its layout
-                    pass
-        png = print_figure(fig, "png", bbox_inches="tight")
-    return png
-
-
-def show_figures_fitted(max_px: int = MAX_FIGURE_PX) -> bool:
-    """In IPython, show every matplotlib figure through :func:`fitted_png`.
-
-    Returns:
-        Whether a running IPython shell was found (nothing changes outside one).
-    """
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover
-        return False
-    shell = get_ipython()
-    if shell is None:
-        return False
-    from matplotlib.figure import Figure
-
-    # The inline backend installs its own PNG formatter when it is activated,
-    # at the first figure; activate it now so that ours comes after it.
-    plt.close(plt.figure())
-    formatter = shell.display_formatter.formatters["image/png"]
-    formatter.for_type(Figure, lambda fig: fitted_png(fig, max_px))
-    return True
 
 
 def _new_ax(ax):
@@ -425,53 +356,6 @@ def plot_vectors_as_images(
     return fig
 
 
-def augmented_images(images: Any, augmentation: str | None, draws: int = 4,
-                     seed: int = 0) -> np.ndarray:
-    """Images as the training pipeline augments them, ``draws`` times each.
-
-    The same Keras layers as both training paths (:func:`laperm.data.augmentation_layers`,
-    which the ``fit`` pipeline and the device engine call), applied with
-    ``training=True`` to images scaled to [0, 1].
-
-    Args:
-        images: ``(n, height, width)`` or ``(n, height, width, channels)``, uint8
-            (0-255) or floats in [0, 1].
-        augmentation: a preset of :data:`laperm.data.AUGMENTATIONS`, or None.
-        draws: augmented versions of each image.
-        seed: seeds the layers; the same seed gives the same draws.
-
-    Returns:
-        ``(draws + 1, n, height, width, channels)`` float32: row 0 the images,
-        rows 1.. the draws.
-    """
-    import keras
-
-    x = np.asarray(images)
-    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
-        raise ValueError(f"images must be (n, height, width[, channels]); got {x.shape}")
-    if augmentation is None:
-        return np.stack([x] * (int(draws) + 1))
-    layers = augmentation_layers(augmentation, seed=seed)
-    out = [x] + [np.clip(keras.ops.convert_to_numpy(layers(x, training=True)), 0.0, 1.0)
-                 for _ in range(int(draws))]
-    return np.stack(out).astype(np.float32)
-
-
-def describe_augmentation(augmentation: str | None) -> str:
-    """The ranges of an augmentation preset in words, e.g. ``"rotation ±10°, zoom ±10 %"``."""
-    if augmentation is None:
-        return "no augmentation"
-    p = AUGMENTATIONS[augmentation]
-    parts = [f"rotation ±{p['rotation_deg']:g}°" if p["rotation_deg"] else "",
-             f"zoom ±{p['zoom']:.0%}" if p["zoom"] else "",
-             f"shift ±{p['shift']:.0%}" if p["shift"] else "",
-             "horizontal flip" if p["hflip"] else ""]
-    return ", ".join(part for part in parts if part)
-
-
 def plot_augmented(images: Any, augmentation: str | None, draws: int = 4, seed: int = 0,
                    panel_size: float = 1.1):
     """A grid of :func:`augmented_images`: the images on top, each draw below.
@@ -497,37 +381,6 @@ def plot_augmented(images: Any, augmentation: str | None, draws: int = 4, seed: 
                  fontsize="small")
     fig.tight_layout()
     return fig
-
-
-def _record_rows(record: Any, layout: str) -> np.ndarray:
-    arr = np.asarray(P.to_numpy(record))
-    if layout == "variable" or arr.ndim != 2:
-        return P.weight_vectors(arr)
-    if layout != "rows":
-        raise ValueError(f"layout must be 'rows' or 'variable', got {layout!r}")
-    return arr
-
-
-def _positions(records: Sequence[Any], vector: int, kind: str, layout: str) -> np.ndarray:
-    """``(T, n)``: column ``i`` = position of tracked weight ``i`` at each record."""
-    if len(records) == 0:
-        raise ValueError("records is empty")
-    out = []
-    shape0 = None
-    for t, rec in enumerate(records):
-        rows = _record_rows(rec, layout)
-        if shape0 is None:
-            shape0 = rows.shape
-        elif rows.shape != shape0:
-            raise ValueError(f"record {t} has row view {rows.shape}, record 0 has {shape0}")
-        row = rows[vector]
-        if kind == "ranks":
-            out.append(np.argsort(row, kind="stable"))  # value of rank i sits at pos[i]
-        elif kind == "positions":
-            out.append(np.asarray(row))
-        else:
-            raise ValueError(f"kind must be 'ranks' or 'positions', got {kind!r}")
-    return np.stack(out)
 
 
 def plot_rank_heatmap(
@@ -561,7 +414,7 @@ def plot_rank_heatmap(
         The Axes (its image is ``ax.images[0]``).
     """
     ax = _new_ax(ax)
-    ranks = np.stack([_record_rows(r, layout)[vector] for r in records], axis=1)  # (n, T)
+    ranks = np.stack([record_rows(r, layout)[vector] for r in records], axis=1)  # (n, T)
     order = np.argsort(ranks[:, -1], kind="stable")
     n, t = ranks.shape
     image = ax.imshow(ranks[order], aspect="auto", cmap=cmap, interpolation="nearest",
@@ -581,40 +434,10 @@ def plot_rank_heatmap(
     return ax
 
 
-def settling_table(records: Sequence[Any], vector: int = 0, share: float = 0.1,
-                   layout: str = "rows") -> pd.DataFrame:
-    """Per sync: the share of values that moved, for the extreme and the middle values.
-
-    Args:
-        records: as in :func:`plot_rank_heatmap`.
-        vector: row of the records.
-        share: the size of each group, as a share of the vector: the
-            ``share / 2`` smallest and largest initial values ("extreme"), and
-            the ``share`` of values around the median ("middle").
-        layout: ``"rows"`` or ``"variable"``.
-
-    Returns:
-        One row per sync after the first record: ``sync, all, extreme, middle``,
-        each the share of that group's values whose position changed since the
-        previous record.
-    """
-    pos = _positions(records, vector, "ranks", layout)  # pos[t, r]: where value rank r sits
-    n = pos.shape[1]
-    half = max(1, int(round(n * share / 2)))
-    groups = {"all": np.arange(n),
-              "extreme": np.r_[np.arange(half), np.arange(n - half, n)],
-              "middle": np.arange(n // 2 - half, n // 2 + half)}
-    rows = []
-    for t in range(1, len(pos)):
-        moved = pos[t] != pos[t - 1]
-        rows.append({"sync": t, **{g: float(moved[idx].mean()) for g, idx in groups.items()}})
-    return pd.DataFrame(rows)
-
-
 def plot_settling(records: Sequence[Any], vector: int = 0, share: float = 0.1,
                   steps: Sequence[float] | None = None, layout: str = "rows", ax=None,
                   title: str | None = None):
-    """:func:`settling_table` as lines: do the extreme values settle first?"""
+    """:func:`laperm.analysis.permutations.settling_table` as lines: do the extreme values settle first?"""
     ax = _new_ax(ax)
     table = settling_table(records, vector, share, layout)
     x = table["sync"] if steps is None else np.asarray(steps, dtype=float)[1:]
@@ -679,7 +502,7 @@ def plot_permutation_trace(
         The Axes, with one line per traced weight.
     """
     ax = _new_ax(ax)
-    pos = _positions(records, vector, kind, layout)
+    pos = positions(records, vector, kind, layout)
     n_records, n = pos.shape
     if weights is None:
         k = max(1, min(int(n_weights), n))
@@ -764,7 +587,7 @@ def animate_reconnection(
     if include_initial:
         frames.append(rows0[chosen])
     for t, rec in enumerate(records):
-        rows = _record_rows(rec, layout)
+        rows = record_rows(rec, layout)
         frame = []
         for v in chosen:
             idx = np.asarray(rows[where[v]])
@@ -818,28 +641,6 @@ def animate_reconnection(
     if close:
         plt.close(fig)
     return anim
-
-
-def to_jshtml(anim: animation.Animation, fps: float | None = None,
-              default_mode: str = "loop", embed_limit_mb: float | None = None) -> str:
-    """HTML + JavaScript for an animation, playable in a notebook.
-
-    Needs no ffmpeg (frames are embedded as PNG).  In Jupyter wrap it in
-    ``IPython.display.HTML``.
-
-    Args:
-        anim: e.g. from :func:`animate_reconnection`.
-        fps: frames per second; default from the animation's interval.
-        default_mode: ``"loop"``, ``"once"`` or ``"reflect"``.
-        embed_limit_mb: raise matplotlib's ``animation.embed_limit`` (MB) for
-            long animations.
-
-    Returns:
-        An HTML string (contains ``<script``).
-    """
-    rc = {} if embed_limit_mb is None else {"animation.embed_limit": float(embed_limit_mb)}
-    with plt.rc_context(rc):
-        return anim.to_jshtml(fps=fps, default_mode=default_mode)
 
 
 # ---------------------------------------------------------------------------
@@ -1008,12 +809,6 @@ THREE_EVALUATIONS = {
 }
 
 
-def has_three_evaluations(history: pd.DataFrame | None) -> bool:
-    """Whether a run's history holds the stale-BatchNorm evaluation too."""
-    return (history is not None and "test_accuracy_stale_bn" in history
-            and history["test_accuracy_stale_bn"].notna().any())
-
-
 def plot_three_evaluations(histories: dict[str, pd.DataFrame], width: float = 7.2):
     """Test accuracy per epoch, evaluated three ways, one panel per run (Section 5.2).
 
@@ -1114,21 +909,6 @@ def plot_speedups(table: pd.DataFrame, target: float | None = None, width: float
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=3, frameon=False,
               fontsize="small")
     return fig
-
-
-def three_evaluations_table(history: pd.DataFrame, epochs=(1, 5, 10, 25, 50, 100, 125)):
-    """The three evaluations at a few epochs, and the gaps (points): early vs late training."""
-    h = history.set_index("epoch")
-    rows = []
-    for e in [e for e in epochs if e in h.index] + ([] if h.index[-1] in epochs else [h.index[-1]]):
-        r = h.loc[e]
-        rows.append({"epoch": int(e), "re-estimated": r["test_accuracy"],
-                     "stale BatchNorm": r["test_accuracy_stale_bn"],
-                     "unsynchronised": r.get("test_accuracy_unsynced"),
-                     "re-estimated − stale (points)": 100 * (r["test_accuracy"]
-                                                             - r["test_accuracy_stale_bn"]),
-                     "learning rate": r.get("learning_rate")})
-    return pd.DataFrame(rows)
 
 
 def plot_run_curves(

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from laperm import viz
-from laperm.analysis import speed# noqa: E402
+from laperm.analysis import speed  # noqa: E402
 
 
 def _payload():

@@ -15,8 +15,10 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from laperm.analysis import profiles as P# noqa: E402
-from laperm import viz  # noqa: E402
+from laperm import data, viz  # noqa: E402
+from laperm.analysis import permutations, records  # noqa: E402
+from laperm.analysis import profiles as P  # noqa: E402
+from laperm.book import display  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -141,7 +143,7 @@ def test_animate_reconnection_and_jshtml(rng):
     assert isinstance(anim, FuncAnimation)
     assert len(list(anim.new_frame_seq())) == 4
     assert len(anim._fig.axes) == 2
-    html = viz.to_jshtml(anim)
+    html = display.to_jshtml(anim)
     assert isinstance(html, str) and "<script" in html
 
     sub = [r[[2]] for r in recs]  # only vector 2 recorded
@@ -153,7 +155,7 @@ def test_animate_reconnection_and_jshtml(rng):
     shown = anim2._fig.axes[0].images[0].get_array().reshape(-1)
     np.testing.assert_allclose(np.sort(shown), np.sort(theta0[:, 2]))
     np.testing.assert_allclose(shown, P.from_ranks(theta0, sub[-1], vectors=[2])[0])
-    assert "<script" in viz.to_jshtml(anim2, default_mode="once")
+    assert "<script" in display.to_jshtml(anim2, default_mode="once")
     with pytest.raises(ValueError):
         viz.animate_reconnection(theta0, sub, image_shape=(4, 4), vector=1,
                                  record_vectors=[2])
@@ -236,12 +238,12 @@ def test_wide_figures_are_shown_narrower_with_the_same_fonts():
     for ax in axes:
         ax.plot([0, 1], [0, 1])
         ax.set_title("a title in 10 pt", fontsize=10)
-    png = viz.fitted_png(fig, max_px=840)
-    assert 600 < viz._png_width(png) <= 840
+    png = display.fitted_png(fig, max_px=840)
+    assert 600 < display._png_width(png) <= 840
     assert fig.get_size_inches()[0] < 12  # narrower in inches, not rendered at a lower dpi
     assert axes[0].title.get_fontsize() == 10
     small, _ = plt.subplots(figsize=(4, 3), dpi=100)
-    assert viz.fitted_png(small, max_px=840) and small.get_size_inches()[0] == 4  # untouched
+    assert display.fitted_png(small, max_px=840) and small.get_size_inches()[0] == 4  # untouched
     plt.close("all")
 
 
@@ -259,7 +261,7 @@ def test_rank_heatmap_ends_in_the_final_order_and_settling_counts_moves():
     image = ax.images[0].get_array()
     assert image.shape == (n, 3)
     assert list(image[:, -1]) == list(range(n))  # rows ordered by the final value
-    table = viz.settling_table(records, vector=0, share=0.2)
+    table = permutations.settling_table(records, vector=0, share=0.2)
     assert table["all"].tolist() == [2 / n, 0.0]
     assert table["extreme"].tolist() == [0.5, 0.0]  # 2 of the 4 extreme values moved
     assert table["middle"].tolist() == [0.0, 0.0]
@@ -275,7 +277,7 @@ def test_three_evaluations_only_for_histories_that_have_them():
     assert viz.plot_three_evaluations({"old": old}) is None
     fig = viz.plot_three_evaluations({"new": h, "old": old})
     assert len(fig.axes[0].lines) == 3 and len([a for a in fig.axes if a.lines]) == 1
-    table = viz.three_evaluations_table(h, epochs=(1, 2))
+    table = records.three_evaluations_table(h, epochs=(1, 2))
     assert table["epoch"].tolist() == [1, 2, 3]  # the last epoch is always shown
     assert table["re-estimated − stale (points)"].round(1).tolist() == [30.0, 20.0, 5.0]
     plt.close("all")
@@ -286,20 +288,20 @@ def test_augmented_images_are_the_pipelines_draws(rng):
     # (nearest fill, bilinear interpolation), the draws move it, and a seed repeats them
     images = np.zeros((3, 28, 28), np.uint8)
     images[:, 10:18, 10:18] = 255
-    grid = viz.augmented_images(images, "mnist", draws=3, seed=1)
+    grid = data.augmented_images(images, "mnist", draws=3, seed=1)
     assert grid.shape == (4, 3, 28, 28, 1) and grid.dtype == np.float32
     np.testing.assert_array_equal(grid[0, ..., 0], images / 255.0)
     assert grid.min() >= 0.0 and grid.max() <= 1.0
     assert all(not np.array_equal(grid[d], grid[0]) for d in (1, 2, 3))
     assert not np.array_equal(grid[1], grid[2])
-    np.testing.assert_array_equal(grid, viz.augmented_images(images, "mnist", draws=3, seed=1))
+    np.testing.assert_array_equal(grid, data.augmented_images(images, "mnist", draws=3, seed=1))
     # no augmentation: every draw is the image
-    same = viz.augmented_images(images, None, draws=2)
+    same = data.augmented_images(images, None, draws=2)
     np.testing.assert_array_equal(same[1], same[0])
     with pytest.raises(ValueError, match="must be"):
-        viz.augmented_images(np.zeros((28, 28)), "mnist")
-    assert viz.describe_augmentation("mnist") == "rotation ±10°, zoom ±10%, shift ±10%"
-    assert viz.describe_augmentation(None) == "no augmentation"
+        data.augmented_images(np.zeros((28, 28)), "mnist")
+    assert data.describe_augmentation("mnist") == "rotation ±10°, zoom ±10%, shift ±10%"
+    assert data.describe_augmentation(None) == "no augmentation"
     fig = viz.plot_augmented(rng.integers(0, 256, (2, 32, 32, 3)).astype(np.uint8), "cifar_conv",
                              draws=2)
     assert len(fig.axes) == 3 * 2

@@ -854,3 +854,24 @@ def convergence_table(records: pd.DataFrame, histories: pd.DataFrame,
                 row[f"{side} {f:.0%}"] = epochs
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def has_three_evaluations(history: pd.DataFrame | None) -> bool:
+    """Whether a run's history holds the stale-BatchNorm evaluation too."""
+    return (history is not None and "test_accuracy_stale_bn" in history
+            and history["test_accuracy_stale_bn"].notna().any())
+
+
+def three_evaluations_table(history: pd.DataFrame, epochs=(1, 5, 10, 25, 50, 100, 125)):
+    """The three evaluations at a few epochs, and the gaps (points): early vs late training."""
+    h = history.set_index("epoch")
+    rows = []
+    for e in [e for e in epochs if e in h.index] + ([] if h.index[-1] in epochs else [h.index[-1]]):
+        r = h.loc[e]
+        rows.append({"epoch": int(e), "re-estimated": r["test_accuracy"],
+                     "stale BatchNorm": r["test_accuracy_stale_bn"],
+                     "unsynchronised": r.get("test_accuracy_unsynced"),
+                     "re-estimated − stale (points)": 100 * (r["test_accuracy"]
+                                                             - r["test_accuracy_stale_bn"]),
+                     "learning rate": r.get("learning_rate")})
+    return pd.DataFrame(rows)

@@ -11,6 +11,7 @@ One job per module:
 
 * :mod:`laperm.book.page`: the page API (:func:`setup`, :func:`finish`,
   :func:`show_table`, :func:`show_stored_runs`, run folders);
+* :mod:`laperm.book.display`: figures fitted to the page, animations as HTML;
 * :mod:`laperm.book.knobs`: the profiles and the parameters sections accept;
 * :mod:`laperm.book.layout`: where sources, records and build outputs are;
 * :mod:`laperm.book.source`: one page file (``book/<section>.md``, a MyST
@@ -27,6 +28,7 @@ the page-independent ones (knobs, layout, source) and each other in the
 order above, never back.
 """
 
+from laperm.book.display import fitted_png, show_figures_fitted, to_jshtml
 from laperm.book.knobs import (BOOK_BUDGET_MIN, KNOBS, PROFILE_DESCRIPTIONS, PROFILE_NAMES,
                                Knob, check_parameter, check_parameters)
 from laperm.book.layout import build_dir, reference_dir, results_dir, status_dir
@@ -36,7 +38,7 @@ from laperm.book.page import (Section, banner, banner_text, finish, load_status,
 
 __all__ = [
     "BOOK_BUDGET_MIN", "KNOBS", "PROFILE_DESCRIPTIONS", "PROFILE_NAMES", "Knob", "Section",
-    "banner", "banner_text", "build_dir", "check_parameter", "check_parameters", "finish",
+    "banner", "banner_text", "build_dir", "fitted_png", "show_figures_fitted", "to_jshtml", "check_parameter", "check_parameters", "finish",
     "load_status", "plot_curves", "quiet_kernel", "reference_dir", "results_dir", "run_folder",
     "setup", "show_compact", "show_stored_runs", "show_table", "status_dir",
 ]

@@ -28,6 +28,7 @@ from typing import Any
 from laperm import experiment, viz
 from laperm.analysis import records
 from laperm.atomic import atomic_write_json
+from laperm.book.display import show_figures_fitted
 from laperm.book.knobs import PROFILE_DESCRIPTIONS, PROFILE_NAMES, check_parameters
 from laperm.book.layout import build_dir, results_dir, status_dir
 from laperm.config import experiment_name
@@ -178,6 +179,7 @@ def setup(section: str, profile: str, profiles: dict[str, dict], overrides: dict
             type or range (see :data:`KNOBS`).
     """
     quiet_kernel()
+    show_figures_fitted()
     if profile not in PROFILE_NAMES:
         raise ValueError(f"Unknown profile {profile!r}; valid profiles: {', '.join(PROFILE_NAMES)}.")
     strangers = sorted(injected_parameters() - set(overrides) - {"profile"})

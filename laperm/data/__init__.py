@@ -22,39 +22,19 @@ images only: :func:`describe` says so, and every report names its test set.
 
 from __future__ import annotations
 
-from laperm.data.datasets import (
-                                  DATA_DIR_ENV,
-                                  DATASETS,
-                                  FULL_TEST_SIZE,
-                                  DataFormatError,
-                                  DataNotFoundError,
-                                  DatasetInfo,
-                                  clear_cache,
-                                  describe,
-                                  fingerprint,
-                                  load,
-                                  subset,
-                                  train_val_split,
-)
-from laperm.data.pipeline import (
-                                  PIPELINES,
-                                  ArrayBatches,
-                                  default_pipeline,
-                                  epoch_order,
-                                  make_dataset,
-)
-from laperm.data.preprocess import (
-                                  AUGMENTATIONS,
-                                  PREPROCESSORS,
-                                  Preprocessor,
-                                  augmentation_layers,
-                                  make_preprocessor,
-)
+from laperm.data.datasets import (DATA_DIR_ENV, DATASETS, FULL_TEST_SIZE, DataFormatError,
+                                  DataNotFoundError, DatasetInfo, clear_cache, describe,
+                                  fingerprint, load, subset, train_val_split)
+from laperm.data.pipeline import (PIPELINES, ArrayBatches, default_pipeline, epoch_order,
+                                  make_dataset)
+from laperm.data.preprocess import (AUGMENTATIONS, PREPROCESSORS, Preprocessor,
+                                    augmentation_layers, augmented_images,
+                                    describe_augmentation, make_preprocessor)
 
 __all__ = [
     "AUGMENTATIONS", "ArrayBatches", "DATASETS", "DATA_DIR_ENV", "DataFormatError",
     "DataNotFoundError", "DatasetInfo", "FULL_TEST_SIZE", "PIPELINES", "PREPROCESSORS",
-    "Preprocessor", "augmentation_layers", "clear_cache", "default_pipeline", "describe",
-    "epoch_order", "fingerprint", "load", "make_dataset", "make_preprocessor", "subset",
+    "Preprocessor", "augmentation_layers", "augmented_images", "clear_cache", "default_pipeline",
+    "describe", "describe_augmentation", "epoch_order", "fingerprint", "load", "make_dataset", "make_preprocessor", "subset",
     "train_val_split",
 ]

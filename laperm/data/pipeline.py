@@ -30,12 +30,8 @@ import keras
 import numpy as np
 
 from laperm.data.datasets import _check_xy
-from laperm.data.preprocess import (
-    PREPROCESSORS,
-    Preprocessor,
-    augmentation_layers,
-    make_preprocessor,
-)
+from laperm.data.preprocess import (PREPROCESSORS, Preprocessor, augmentation_layers,
+                                    make_preprocessor)
 
 __all__ = ["PIPELINES", "ArrayBatches", "augment_batch", "batch_seed", "default_pipeline",
            "epoch_order", "make_dataset"]

@@ -9,7 +9,7 @@ Keras's random image layers with the authors' notebooks' ranges.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -225,3 +225,48 @@ def augmentation_layers(name: str | None, seed: int | None = None):
     return keras.Sequential(layers, name=f"augment_{name}")
 
 
+def augmented_images(images: Any, augmentation: str | None, draws: int = 4,
+                     seed: int = 0) -> np.ndarray:
+    """Images as the training pipeline augments them, ``draws`` times each.
+
+    The same Keras layers as both training paths (:func:`augmentation_layers`,
+    which the ``fit`` pipeline and the device engine call), applied with
+    ``training=True`` to images scaled to [0, 1].
+
+    Args:
+        images: ``(n, height, width)`` or ``(n, height, width, channels)``, uint8
+            (0-255) or floats in [0, 1].
+        augmentation: a preset of :data:`laperm.data.AUGMENTATIONS`, or None.
+        draws: augmented versions of each image.
+        seed: seeds the layers; the same seed gives the same draws.
+
+    Returns:
+        ``(draws + 1, n, height, width, channels)`` float32: row 0 the images,
+        rows 1.. the draws.
+    """
+    import keras
+
+    x = np.asarray(images)
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ValueError(f"images must be (n, height, width[, channels]); got {x.shape}")
+    if augmentation is None:
+        return np.stack([x] * (int(draws) + 1))
+    layers = augmentation_layers(augmentation, seed=seed)
+    out = [x] + [np.clip(keras.ops.convert_to_numpy(layers(x, training=True)), 0.0, 1.0)
+                 for _ in range(int(draws))]
+    return np.stack(out).astype(np.float32)
+
+
+def describe_augmentation(augmentation: str | None) -> str:
+    """The ranges of an augmentation preset in words, e.g. ``"rotation ±10°, zoom ±10 %"``."""
+    if augmentation is None:
+        return "no augmentation"
+    p = AUGMENTATIONS[augmentation]
+    parts = [f"rotation ±{p['rotation_deg']:g}°" if p["rotation_deg"] else "",
+             f"zoom ±{p['zoom']:.0%}" if p["zoom"] else "",
+             f"shift ±{p['shift']:.0%}" if p["shift"] else "",
+             "horizontal flip" if p["hflip"] else ""]
+    return ", ".join(part for part in parts if part)

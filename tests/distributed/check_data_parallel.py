@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 import laperm  # noqa: E402
 from laperm import models
-from laperm.analysis import profiles# noqa: E402
+from laperm.analysis import profiles  # noqa: E402
 from laperm.method.batchnorm import batchnorm_layers, recalibrate_batchnorm  # noqa: E402
 from laperm.method.fused import fuse_model, make_adam  # noqa: E402
 
