@@ -963,7 +963,7 @@ def plot_run_curves(
 def plot_convergence(table: pd.DataFrame, width: float = 7.2):
     """Epochs LaPerm and Adam need to reach 90/95/99 % of their final test accuracy.
 
-    One panel per fraction, one row per pair of :func:`laperm.analysis.records.convergence_table`
+    One panel per fraction, one row per pair of :func:`laperm.analysis.comparisons.convergence_table`
     (labelled with its device, variant and the epochs compared), LaPerm and Adam
     side by side.  Returns the figure, or None when the table is empty.
     """

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from laperm.analysis import records
+from laperm import book
+from laperm.analysis import comparisons, records, speed
+from laperm.analysis.comparisons import comparison_table
 from laperm.book import findings
 from laperm.experiment import PAPER_ACCURACY, paper_config
 
@@ -75,7 +77,7 @@ def test_records_and_seed_summary(runs_root):
     df = records.load_records(runs_root)
     assert len(df) == 3 and set(df["optimizer"]) == {"laperm", "adam"}
     assert set(df["experiment"]) == {"f1"} and set(df["paper_experiment"]) == {"f1"}
-    summary = records.seed_summary(df)
+    summary = comparisons.seed_summary(df)
     laperm_row = summary[summary["optimizer"] == "laperm"].iloc[0]
     assert laperm_row["seeds"] == 2 and laperm_row["k"] == 7
     assert laperm_row["test_at_best_val_mean"] == pytest.approx((0.79 + 0.77) / 2)
@@ -83,7 +85,7 @@ def test_records_and_seed_summary(runs_root):
 
 
 def test_hazard_table(runs_root):
-    h = records.hazard_table(runs_root)
+    h = comparisons.hazard_table(runs_root)
     assert len(h) == 3
     assert (h["optimism_of_choosing_on_test"] >= 0).all()  # max over epochs >= chosen
     s1 = h.set_index("run").loc["f1_laperm_s1"]
@@ -98,9 +100,9 @@ def test_hazard_table(runs_root):
 
 def test_empty_root(tmp_path):
     assert records.load_records(tmp_path / "none").empty
-    assert records.hazard_table(tmp_path).empty
+    assert comparisons.hazard_table(tmp_path).empty
     assert records.load_sources({"a": tmp_path / "none"}).empty
-    assert records.comparison_table(records.load_records(tmp_path)).empty
+    assert comparisons.comparison_table(records.load_records(tmp_path)).empty
 
 
 def test_run_settings_and_stored_runs(runs_root, tmp_path):
@@ -119,7 +121,7 @@ def test_run_settings_and_stored_runs(runs_root, tmp_path):
 
 def test_results_table_and_zero_fraction(runs_root):
     found = records.stored_runs(["f1"], runs_root)
-    table = records.results_table(found)
+    table = comparisons.results_table(found)
     assert list(table.index) == list(found)
     lp = table.loc["f1_laperm_s0"]
     assert lp["k"] == 7 and lp["syncs"] == 6 and lp["paper"] == pytest.approx(0.8546)
@@ -137,7 +139,7 @@ def test_a_laperm_run_that_never_synced_has_no_paper_number(tmp_path):
     cfg = paper_config("f1", epochs=2, train_fraction=0.02, validation_size=500, seed=0)
     runs = {"early": write_run(tmp_path / "early", cfg, [(0.7, 0.7), (0.8, 0.8)]),
             "adam": write_run(tmp_path / "adam", cfg.adam_baseline(), [(0.8, 0.81), (0.9, 0.9)])}
-    table = records.results_table(runs)
+    table = comparisons.results_table(runs)
     assert table.loc["early", "steps"] == 18 < cfg.sync_period
     assert table.loc["early", "optimizer"] == records.NEVER_SYNCED
     assert table.loc["early", "paper"] != table.loc["early", "paper"]  # NaN
@@ -151,14 +153,14 @@ def test_run_findings_pair_laperm_with_adam_of_the_same_row_and_seed(runs_root, 
     f2 = paper_config("f2", epochs=2, train_fraction=0.02, validation_size=500, seed=0)
     found["f2_adam_s0"] = write_run(tmp_path / "f2_adam_s0", f2.adam_baseline(),
                                     [(0.5, 0.5), (0.6, 0.6)])
-    lines = findings.run_findings(records.results_table(found))
+    lines = findings.run_findings(comparisons.results_table(found))
     gaps = [line for line in lines if " − " in line]
     # Only f1_laperm_s1 has an Adam run of its row and seed (f1_adam_s1): 0.77 − 0.86.
     assert gaps == ["f1_laperm_s1 − f1_adam_s1: -9.00 points at the same scale and seed."]
 
 
 def test_paper_coverage(runs_root):
-    cov = records.paper_coverage(records.load_records(runs_root)).set_index("experiment")
+    cov = comparisons.paper_coverage(records.load_records(runs_root)).set_index("experiment")
     assert list(cov.index) == list(PAPER_ACCURACY)  # every row of the paper's table
     f1 = cov.loc["f1"]
     assert f1["seeds"] == 2 and f1["scale"].startswith("reduced") and f1["source"] == "records"
@@ -184,7 +186,7 @@ def test_comparison_table_and_sources(runs_root, tmp_path):
               [(0.5, 0.6)])
     both = records.load_sources({"committed": runs_root, "this build": other})
     assert list(both["source"]) == ["committed"] * 3 + ["this build"]
-    table = records.comparison_table(both[both["source"] == "committed"])
+    table = comparisons.comparison_table(both[both["source"] == "committed"])
     assert list(table["optimizer"]) == ["adam", "laperm"]
     lp = table.set_index("optimizer").loc["laperm"]
     assert lp["seeds"] == 2 and lp["k"] == "7" and lp["paper"] == "85.46%"
@@ -193,7 +195,7 @@ def test_comparison_table_and_sources(runs_root, tmp_path):
     assert lp["scale"] == "2/10 ep., 1,100 images" and lp["chosen on test"] == "78.50%"
     adam = table.set_index("optimizer").loc["adam"]
     assert adam["paper"] == "–" and adam["deviation (points)"] == "–" and adam["k"] == "–"
-    final = records.comparison_table(both, metric="final_test_accuracy")
+    final = comparisons.comparison_table(both, metric="final_test_accuracy")
     assert "60.00%" in set(final["ours (± sd)"])
 
 
@@ -212,8 +214,6 @@ def test_show_stored_runs(runs_root, tmp_path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from laperm import book
 
     shown = book.show_stored_runs(["f1"], root=runs_root)
     assert sorted(shown) == ["f1_adam_s1", "f1_laperm_s0", "f1_laperm_s1"]
@@ -244,18 +244,18 @@ def test_variants_are_kept_apart(tmp_path):
     assert by_run.loc["std_bf16", "variant"] == "cifar_standardize, mixed_bfloat16"
     assert not by_run.loc["std_full", "paper_input"]
 
-    f1 = records.paper_coverage(df).set_index("experiment").loc["f1"]
+    f1 = comparisons.paper_coverage(df).set_index("experiment").loc["f1"]
     assert f1["seeds"] == 2 and f1["laperm"] == pytest.approx((0.79 + 0.75) / 2)
     assert f1["scale"].startswith("reduced")
 
-    table = records.comparison_table(df)
+    table = comparisons.comparison_table(df)
     seeds = dict(zip(table["run"] + " / " + table["scale"], table["seeds"]))
     assert seeds == {"f1 / 2/10 ep., 1,100 images": 2,
                      "f1 (cifar_standardize) / 2/10 ep., 1,100 images": 2,
                      "f1 (cifar_standardize) / paper scale": 1,
                      "f1 (cifar_standardize, mixed_bfloat16) / 2/10 ep., 1,100 images": 1}
 
-    inputs = records.input_comparison(df)
+    inputs = comparisons.input_comparison(df)
     row = inputs[(inputs["precision"] == "float32") & inputs["scale"].str.startswith("reduced")]
     assert len(row) == 1
     row = row.iloc[0]
@@ -265,13 +265,11 @@ def test_variants_are_kept_apart(tmp_path):
     # no run with the paper's input at bfloat16 or at the paper's scale: nothing to compare
     alone = inputs[(inputs["precision"] != "float32") | (inputs["scale"] == "paper scale")]
     assert len(alone) == 2 and alone["accuracy_paper_input"].isna().all()
-    assert records.input_comparison(df[df["paper_input"]]).empty
-    assert records.input_comparison(pd.DataFrame()).empty
+    assert comparisons.input_comparison(df[df["paper_input"]]).empty
+    assert comparisons.input_comparison(pd.DataFrame()).empty
 
 
 def test_the_precision_check_compares_runs_of_the_paper_input(tmp_path):
-    from laperm.analysis import speed
-
     base = dict(epochs=10, kernels="fused")
     for seed in (0, 1):
         for precision, acc in (("float32", 0.60), ("mixed_bfloat16", 0.61)):
@@ -296,17 +294,17 @@ def test_an_adam_baseline_shares_scale_precision_and_device(tmp_path):
               [(0.90, 0.95)] * 4)  # another scale: not its baseline
     write_run(tmp_path / "adam_bf16_e3_gpu", paper_config("f1", epochs=3, **bf16).adam_baseline(),
               [(0.90, 0.95)] * 3, accelerator="NVIDIA H200")  # another device
-    assert records.laperm_adam_pairs(records.load_records(tmp_path)).empty
+    assert comparisons.laperm_adam_pairs(records.load_records(tmp_path)).empty
     write_run(tmp_path / "adam_bf16_e3", paper_config("f1", epochs=3, **bf16).adam_baseline(),
               [(0.85, 0.85)] * 3)
-    pairs = records.laperm_adam_pairs(records.load_records(tmp_path))
+    pairs = comparisons.laperm_adam_pairs(records.load_records(tmp_path))
     assert len(pairs) == 1
     row = pairs.iloc[0]
     assert (row["experiment"], row["variant"], row["seeds"], row["device"]) == (
         "f1", "mixed_bfloat16", 1, "CPU")
     assert row["Adam"] == pytest.approx(0.85) and row["LaPerm"] == pytest.approx(0.71)
     assert row["LaPerm − Adam (points)"] == pytest.approx(-14.0)
-    assert records.laperm_adam_pairs(pd.DataFrame()).empty
+    assert comparisons.laperm_adam_pairs(pd.DataFrame()).empty
 
 
 def test_the_last_epoch_is_compared_with_batchnorm_statistics_treated_alike(tmp_path):
@@ -322,7 +320,7 @@ def test_the_last_epoch_is_compared_with_batchnorm_statistics_treated_alike(tmp_
     with_final(tmp_path / "adam", cfg.adam_baseline(), 0.75,
                final_test_accuracy_recalibrated_bn_adam=0.78)
     with_final(tmp_path / "adam_old", cfg.adam_baseline(), 0.99)  # not re-estimated: left out
-    table = records.final_epoch_batchnorm_pairs(records.load_records(tmp_path))
+    table = comparisons.final_epoch_batchnorm_pairs(records.load_records(tmp_path))
     assert len(table) == 1
     row = table.iloc[0]
     assert (row["LaPerm re-estimated"], row["LaPerm stale"]) == pytest.approx((0.70, 0.60))
@@ -331,13 +329,11 @@ def test_the_last_epoch_is_compared_with_batchnorm_statistics_treated_alike(tmp_
     assert row["LaPerm − Adam, both re-estimated (points)"] == pytest.approx(-8.0)
     assert row["LaPerm − Adam, neither (points)"] == pytest.approx(-15.0)
     (tmp_path / "adam" / "result.json").unlink()  # no Adam run with the measurement left
-    assert records.final_epoch_batchnorm_pairs(records.load_records(tmp_path)).empty
-    assert records.final_epoch_batchnorm_pairs(pd.DataFrame()).empty
+    assert comparisons.final_epoch_batchnorm_pairs(records.load_records(tmp_path)).empty
+    assert comparisons.final_epoch_batchnorm_pairs(pd.DataFrame()).empty
 
 
 def test_a_long_run_at_both_precisions_is_compared_epoch_by_epoch(tmp_path):
-    from laperm.analysis import speed
-
     def curve(n, offset):
         return [(0.5 + 0.01 * e, 0.5 + 0.01 * e + offset) for e in range(n)]
 
@@ -369,8 +365,6 @@ def test_a_long_run_at_both_precisions_is_compared_epoch_by_epoch(tmp_path):
 def test_the_all_records_table_names_a_laperm_run_without_a_sync():
     """A LaPerm run stopped before its first sync is listed as such, with no paper number."""
     import pandas as pd
-
-    from laperm.analysis.records import comparison_table
 
     base = {"paper_experiment": "conv13", "experiment": "conv13", "variant": "", "k": 1000,
             "epochs_run": 1, "paper_epochs": 125, "n_train": 4500, "scale": "reduced",

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from laperm.analysis import records, verdict
+from laperm.analysis import comparisons, records, verdict
 from laperm.book import findings
 from laperm.experiment import PAPER_ACCURACY, paper_config
 from test_records import write_run
+from laperm import models, viz
 
 
 def _records(tmp_path, runs):
@@ -94,15 +95,15 @@ def test_a_run_that_never_synced_is_not_laperm(tmp_path):
                              ("conv2_adam_s0", conv2.adam_baseline(), [(0.35, 0.35)])])
     lap = df[df["optimizer"] == "laperm"].iloc[0]
     assert lap["steps"] == 22 and not lap["synced"]
-    assert records.laperm_adam_pairs(df).empty
-    assert records.headline_pairs(df).empty
+    assert comparisons.laperm_adam_pairs(df).empty
+    assert comparisons.headline_pairs(df).empty
     assert verdict.verdict_groups(df).empty
     assert verdict.verdict_table(df).set_index("experiment").loc["conv2", "n"] == 0
-    assert records.paper_coverage(df).set_index("experiment").loc["conv2", "seeds"] == 0
+    assert comparisons.paper_coverage(df).set_index("experiment").loc["conv2", "seeds"] == 0
     synced = conv2.replace(sync_period=20)  # 22 steps >= k = 20: one sync
     df = _records(tmp_path / "synced", [("conv2_laperm_s0", synced, [(0.3, 0.3)]),
                                         ("conv2_adam_s0", synced.adam_baseline(), [(0.35, 0.35)])])
-    assert len(records.laperm_adam_pairs(df)) == 1
+    assert len(comparisons.laperm_adam_pairs(df)) == 1
 
 
 def test_verdict_table_from_records(tmp_path):
@@ -158,14 +159,12 @@ def test_latest_snapshots_keeps_one_record_per_run_in_progress(tmp_path):
 
 
 def test_epochs_to_reach_a_share_of_the_final_accuracy():
-    assert records.epochs_to_reach([0.5, 0.8, 0.9, 1.0]) == [3.0, 4.0, 4.0]
-    assert records.epochs_to_reach([0.95, 0.5, 0.99, 1.0]) == [1.0, 1.0, 3.0]
-    assert all(v != v for v in records.epochs_to_reach([]))
+    assert comparisons.epochs_to_reach([0.5, 0.8, 0.9, 1.0]) == [3.0, 4.0, 4.0]
+    assert comparisons.epochs_to_reach([0.95, 0.5, 0.99, 1.0]) == [1.0, 1.0, 3.0]
+    assert all(v != v for v in comparisons.epochs_to_reach([]))
 
 
 def test_convergence_table_pairs_laperm_and_adam_on_common_epochs(tmp_path):
-    from laperm import viz
-
     f1 = paper_config("f1", epochs=4)
     lap = [(0.1, a) for a in (0.5, 0.7, 0.8, 0.8)]
     adam = [(0.1, a) for a in (0.9, 0.95, 1.0)]  # 3 epochs: both are cut to 3
@@ -174,7 +173,7 @@ def test_convergence_table_pairs_laperm_and_adam_on_common_epochs(tmp_path):
                              ("f1_adam_s0", f1.replace(epochs=3).adam_baseline(), adam),
                              ("conv2_laperm_s0", no_sync, [(0.3, 0.3)]),
                              ("conv2_adam_s0", no_sync.adam_baseline(), [(0.3, 0.3)])])
-    t = records.convergence_table(df, records.load_histories(tmp_path))
+    t = comparisons.convergence_table(df, records.load_histories(tmp_path))
     assert list(t["experiment"]) == ["f1"]  # the conv2 LaPerm run never synced
     row = t.iloc[0]
     assert row["epochs"] == 3 and row["LaPerm final"] == pytest.approx(0.8)
@@ -198,8 +197,6 @@ def test_the_readme_first_line_says_what_holds():
 @pytest.mark.parametrize("name", ["conv2", "conv7", "f2"])
 def test_has_batchnorm_matches_the_built_model(name):
     import keras
-
-    from laperm import models
 
     built = models.get(name)
     has = any(isinstance(layer, keras.layers.BatchNormalization) for layer in built.layers)

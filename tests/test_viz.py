@@ -16,7 +16,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from laperm import data, viz  # noqa: E402
-from laperm.analysis import permutations, records  # noqa: E402
+from laperm.analysis import comparisons, permutations  # noqa: E402
 from laperm.analysis import profiles as P  # noqa: E402
 from laperm.book import display  # noqa: E402
 
@@ -277,7 +277,7 @@ def test_three_evaluations_only_for_histories_that_have_them():
     assert viz.plot_three_evaluations({"old": old}) is None
     fig = viz.plot_three_evaluations({"new": h, "old": old})
     assert len(fig.axes[0].lines) == 3 and len([a for a in fig.axes if a.lines]) == 1
-    table = records.three_evaluations_table(h, epochs=(1, 2))
+    table = comparisons.three_evaluations_table(h, epochs=(1, 2))
     assert table["epoch"].tolist() == [1, 2, 3]  # the last epoch is always shown
     assert table["re-estimated − stale (points)"].round(1).tolist() == [30.0, 20.0, 5.0]
     plt.close("all")

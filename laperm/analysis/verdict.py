@@ -5,7 +5,7 @@ For every row of the paper's results table (Sections 5.1-5.5 of Qiu & Suda,
 runs comparable (:data:`GROUP`: source, scale, input, precision, kernels,
 device and engine; GPU and CPU runs are never averaged together), and each
 group gets an interval and a status.  LaPerm runs that never synced are not
-LaPerm runs and never enter (:func:`laperm.analysis.records.only_synced`).
+LaPerm runs and never enter (:func:`laperm.analysis.comparisons.only_synced`).
 
 **The interval.**  The paper reports one number per row: one run, measured on
 the 10,000 test images (Section 5; their epoch was chosen on the test set).
@@ -49,8 +49,9 @@ import math
 
 import numpy as np
 import pandas as pd
+from laperm.analysis.comparisons import only_synced
+from laperm.analysis.records import DEFAULT_ENGINE, latest_snapshots
 from laperm.paper import EXPERIMENTS, PAPER_ACCURACY, ROWS, TEST_IMAGES, TRAIN_IMAGES
-from laperm.analysis.records import DEFAULT_ENGINE, latest_snapshots, only_synced
 
 #: z of a two-sided 95 % normal interval.
 Z = 1.96

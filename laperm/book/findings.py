@@ -17,10 +17,10 @@ import json
 import pandas as pd
 
 from laperm.analysis import records as R
+from laperm.analysis.verdict import (MIN_SEEDS, PAPER_PRECISION, Z, binomial_se, counts,
+                                     status_kind, verdict_table)
 from laperm.book.layout import results_dir
 from laperm.paper import ROWS
-from laperm.analysis.verdict import (MIN_SEEDS, PAPER_PRECISION, Z, binomial_se, counts, status_kind,
-                            verdict_table)
 
 #: Background colour of each kind of status (:func:`laperm.analysis.verdict.status_kind`).
 STATUS_COLOURS = {
@@ -137,7 +137,7 @@ def show_findings(lines: list[str]) -> None:
 
 
 def run_findings(table: pd.DataFrame) -> list[str]:
-    """Sentences about a page's runs, from :func:`laperm.analysis.records.results_table`.
+    """Sentences about a page's runs, from :func:`laperm.analysis.comparisons.results_table`.
 
     One sentence per run (test accuracy at the best validation epoch, its
     scale and, for LaPerm, the paper's number where there is one), then the

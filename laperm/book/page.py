@@ -26,16 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from laperm import experiment, viz
-from laperm.analysis import records
+from laperm.analysis import comparisons, records
 from laperm.atomic import atomic_write_json
 from laperm.book.display import show_figures_fitted
 from laperm.book.knobs import PROFILE_DESCRIPTIONS, PROFILE_NAMES, check_parameters
 from laperm.book.layout import build_dir, results_dir, status_dir
 from laperm.config import experiment_name
-from laperm.run.hardware import bfloat16_in
 from laperm.paper import PAPER_ACCURACY
-from laperm.run.provenance import environment_info
 from laperm.reproduce import run_name
+from laperm.run.hardware import bfloat16_in
+from laperm.run.provenance import environment_info
 
 
 def run_folder(cfg) -> str:
@@ -342,7 +342,7 @@ def split_constant_columns(df):
 
 
 def show_table(df) -> None:
-    """Display a :func:`laperm.analysis.records.results_table` with percentages.
+    """Display a :func:`laperm.analysis.comparisons.results_table` with percentages.
 
     Columns with the same value in every row become the caption; the step
     count is left out (the scale says how long each run was).
@@ -445,7 +445,7 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
         return found
     paper_names = paper_names or {}
     paper_of = {folder: paper_names.get(r["name"], r["name"]) for folder, (_, r) in found.items()}
-    table = records.results_table(found, paper_of)
+    table = comparisons.results_table(found, paper_of)
     results = [r for _, r in found.values()]
     table["hardware"] = [hardware_label(r.get("hardware")) for r in results]
     table["date"] = [str(r.get("date", "?"))[:10] for r in results]
