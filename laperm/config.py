@@ -47,6 +47,11 @@ def learning_rate_at(schedule: str, lr0: float, epoch: int) -> float:
     )
 
 
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimizer steps of one epoch: ``ceil(n_train / batch_size)`` (the last batch may be short)."""
+    return -(-int(n_train) // int(batch_size))
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """Everything that defines one training run.

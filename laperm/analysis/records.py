@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from laperm.config import experiment_name
+from laperm.config import experiment_name, steps_per_epoch
 from laperm.paper import EXPERIMENTS, PAPER_ACCURACY
 
 
@@ -89,8 +89,8 @@ def variant(settings: dict) -> str:
 
 
 def steps_run(n_train: int, batch_size: int, epochs: int) -> int:
-    """Optimizer steps of a run: ``ceil(n_train / batch_size)`` per epoch, times epochs."""
-    return -(-int(n_train) // int(batch_size)) * int(epochs)
+    """Optimizer steps of a run: :func:`laperm.config.steps_per_epoch` times epochs."""
+    return steps_per_epoch(n_train, batch_size) * int(epochs)
 
 
 #: How a table names a LaPerm run that stopped before its first sync.

@@ -68,16 +68,16 @@ from laperm.crosscheck.authors import (AUTHORS_FILES, AUTHORS_REPOSITORY, Author
                                        CrossCheckUnavailable, ENV_VAR, INSTALL_HINT, PACKAGE_FOLDER,
                                        SETUP_HINT, SHIMS, Shim, authors_progress, find_authors_code,
                                        load_authors_code)
+from laperm.crosscheck.cli import main
+from laperm.crosscheck.records import (TRAINING_RUNS, default_out_dir, sync_record, training_record,
+                                       training_table)
+from laperm.crosscheck.seed_runs import (METRICS, NOTEBOOK_SETTINGS, SIDE_SETTINGS,
+                                         authors_notebook_run, distribution, distribution_table,
+                                         our_run, summarise)
 from laperm.crosscheck.sync import (authors_sync, compare_sync, our_sync, sync_cases,
                                     sync_differences)
 from laperm.crosscheck.training import (TrainingComparison, authors_model, compare_training,
                                         matching_loss)
-from laperm.crosscheck.seed_runs import (METRICS, NOTEBOOK_SETTINGS, SIDE_SETTINGS,
-                                            authors_notebook_run, distribution, distribution_table,
-                                            our_run, summarise)
-from laperm.crosscheck.records import (TRAINING_RUNS, default_out_dir, sync_record, training_record,
-                                       training_table)
-from laperm.crosscheck.cli import (main)
 
 __all__ = [
     "AUTHORS_FILES",

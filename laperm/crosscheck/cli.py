@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-from laperm.crosscheck.authors import ENV_VAR, CrossCheckUnavailable, load_authors_code
-from laperm.crosscheck.seed_runs import distribution, distribution_table
+from laperm.crosscheck.authors import CrossCheckUnavailable, ENV_VAR, load_authors_code
 from laperm.crosscheck.records import (_write_json, default_out_dir, sync_record, training_record,
                                        training_table)
+from laperm.crosscheck.seed_runs import distribution, distribution_table
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m laperm.crosscheck") -> int:

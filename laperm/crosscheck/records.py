@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from laperm.atomic import atomic_write_json
-from laperm.experiment import (environment_info)
-from laperm.project import project_root
 from laperm.crosscheck.authors import AuthorsCode, load_authors_code
 from laperm.crosscheck.sync import compare_sync, sync_differences
 from laperm.crosscheck.training import compare_training
+from laperm.experiment import environment_info
+from laperm.project import project_root
 
 # --------------------------------------------------------------------------
 # Records and command line

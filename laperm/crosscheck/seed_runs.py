@@ -20,19 +20,22 @@ import numpy as np
 import pandas as pd
 
 from laperm import data
-from laperm.experiment import (environment_info, paper_config, run)
 from laperm.crosscheck.authors import AuthorsCode, authors_progress, load_authors_code
 from laperm.crosscheck.records import _write_json
 from laperm.crosscheck.training import authors_model
+from laperm.experiment import environment_info, paper_config, run
+from laperm.paper import SHARED_VALUE
 
 # --------------------------------------------------------------------------
 # 3. The same distribution
 # --------------------------------------------------------------------------
 
-#: The settings of the authors' F1/F2 notebook (``F1_and_F2.ipynb``).
+#: The settings of the authors' F1/F2 notebook (``F1_and_F2.ipynb``): the paper's shared
+#: values, the notebook's own kept fractions (``prune_ratio``) and epochs.
 NOTEBOOK_SETTINGS: dict[str, dict] = {
-    "f1": {"shared_value": 0.08, "prune_ratio": [(4, 7)], "epochs": 10},
-    "f2": {"shared_value": 0.03, "prune_ratio": [(1, 15), (1, 7), (1, 3)], "epochs": 25},
+    "f1": {"shared_value": SHARED_VALUE["f1"]["value"], "prune_ratio": [(4, 7)], "epochs": 10},
+    "f2": {"shared_value": SHARED_VALUE["f2"]["value"], "prune_ratio": [(1, 15), (1, 7), (1, 3)],
+           "epochs": 25},
 }
 _NOTEBOOK_COMMON = {"batch_size": 128, "sync_period": 250, "learning_rate": 1e-3,
                     "lr_schedule": "1e-3 * 0.95**epoch", "validation_freq": 250,

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from laperm.method.optimizer import LaPerm, NonFiniteWeightsError
 from laperm.crosscheck.authors import AuthorsCode, load_authors_code
+from laperm.method.optimizer import LaPerm, NonFiniteWeightsError
 
 # --------------------------------------------------------------------------
 # 1. The same sync

@@ -16,11 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from laperm.experiment import (build_model, learning_rate_at, load_splits,
-                               paper_config, prepare_data)
-from laperm.method.optimizer import LaPerm
 from laperm.crosscheck.authors import AuthorsCode, load_authors_code
 from laperm.crosscheck.sync import _bits, _rows
+from laperm.experiment import build_model, learning_rate_at, load_splits, paper_config, prepare_data
+from laperm.method.optimizer import LaPerm
 
 # --------------------------------------------------------------------------
 # The authors' architectures in tf-keras, and the matching loss

@@ -34,6 +34,7 @@ from laperm.method.batchnorm import (DEFAULT_BATCH_SIZE, batch_rows, batchnorm_l
                               recalibrated_batchnorm)
 from laperm.method.callbacks import NonFiniteGuard
 from laperm.config import ExperimentConfig, learning_rate_at
+from laperm.config import steps_per_epoch as epoch_steps
 from laperm.data import FULL_TEST_SIZE
 from laperm.run.devices import data_parallel
 from laperm.run.engine import (DeviceTrainer, EngineError, check_engine, device_mesh, is_out_of_memory,
@@ -99,7 +100,7 @@ def prepare_data(config: ExperimentConfig, data_dir=None, first_epoch: int = 0,
         "n_val": int(len(x_val)),
         "n_test": int(len(x_test)),
         "test_note": splits["info"].test_note,
-        "steps_per_epoch": int(math.ceil(len(x_tr) / config.batch_size)),
+        "steps_per_epoch": epoch_steps(len(x_tr), config.batch_size),
         # made on first use (only BatchNorm models need them), then kept
         "bn_images": functools.cache(lambda: _bn_images(config, x_tr, pre)),
     }
@@ -445,7 +446,7 @@ def _run(config, out_dir, *, data_dir, resume, progress, allow_other_backend, de
     # The data first: a missing or damaged file leaves no folder behind.
     splits = load_splits(config, data_dir)
     provenance = run_provenance(config, data_dir)
-    steps_per_epoch = int(math.ceil(len(splits["train"][0]) / config.batch_size))
+    steps_per_epoch = epoch_steps(len(splits["train"][0]), config.batch_size)
     _check_steps_per_execution(steps_per_execution, steps_per_epoch)
     options = dict(resume=resume, progress=progress, allow_other_backend=allow_other_backend,
                    devices=devices, steps_per_execution=steps_per_execution,
