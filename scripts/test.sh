@@ -26,9 +26,18 @@ summary() {
     printf '[test]   %-10s %5d s = %d.%d min\n' total "$SECONDS" $((SECONDS / 60)) \
         $((SECONDS % 60 * 10 / 60))
 }
-trap summary EXIT
+finish() {
+    summary
+    jobs -p | xargs -r kill 2>/dev/null || true  # a setup still running when a tier failed
+}
+trap finish EXIT
 
 timed setup bash scripts/setup.sh
+# The JAX and torch tiers' environments install while the main suite runs (downloads and
+# unpacking, mostly); their logs are printed before their tiers.
+mkdir -p _build
+bash scripts/setup_jax.sh > _build/setup-jax.log 2>&1 & jax_setup=$!
+bash scripts/setup_torch.sh > _build/setup-torch.log 2>&1 & torch_setup=$!
 source scripts/env.sh
 echo "[test] data: ${LAPERM_DATA_DIR:-<none: data tests skip or download>}"
 # Two xdist workers (this project's CI has 2 cores); the book's tests all run on one of
@@ -36,6 +45,14 @@ echo "[test] data: ${LAPERM_DATA_DIR:-<none: data tests skip or download>}"
 timed "main suite" .venv/bin/python -m pytest -n 2 \
     -m "slow or book or not (slow or book)" --durations=25 "$@"
 echo "[test] the JAX tier, without TensorFlow"
-timed "JAX tier" bash scripts/test_jax.sh --durations=10
+jax_status=0
+wait "$jax_setup" || jax_status=$?
+cat _build/setup-jax.log
+[ "$jax_status" -eq 0 ] || { echo "[test] setup_jax.sh failed (exit $jax_status)"; exit "$jax_status"; }
+timed "JAX tier" env LAPERM_JAX_READY=1 bash scripts/test_jax.sh --durations=10
 echo "[test] the torch tier"
-timed "torch tier" bash scripts/test_torch.sh --durations=10
+torch_status=0
+wait "$torch_setup" || torch_status=$?
+cat _build/setup-torch.log
+timed "torch tier" env LAPERM_TORCH_SETUP_STATUS="$torch_status" bash scripts/test_torch.sh \
+    --durations=10

@@ -4,7 +4,8 @@
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_jax.sh
+# $LAPERM_JAX_READY=1: test.sh ran setup_jax.sh already (beside the main suite).
+[ "${LAPERM_JAX_READY:-0}" = 1 ] || bash scripts/setup_jax.sh
 source scripts/env.sh
 export KERAS_BACKEND=jax JAX_PLATFORMS=cpu LAPERM_EXPECT_NO_TENSORFLOW=1
 # The fast tier of these modules (pyproject.toml); the slow Conv7 resume is not

@@ -7,8 +7,12 @@
 # LAPERM_REQUIRE_TORCH=1 makes that an error.  Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-status=0
-bash scripts/setup_torch.sh || status=$?
+# $LAPERM_TORCH_SETUP_STATUS: test.sh ran setup_torch.sh already (beside the main suite).
+status="${LAPERM_TORCH_SETUP_STATUS:-}"
+if [ -z "$status" ]; then
+    status=0
+    bash scripts/setup_torch.sh || status=$?
+fi
 if [ "$status" -eq 3 ] && [ "${LAPERM_REQUIRE_TORCH:-0}" != "1" ]; then
     echo "[test-torch] skipped: no CPU build of torch to install (see above)"
     exit 0
@@ -19,7 +23,7 @@ source scripts/env.sh
 export KERAS_BACKEND=torch
 # Every tier but the book of these modules: the slow one is Conv7's resumed
 # run (augmentation and dropout of epoch e are functions of (seed, e)).
-.venv-torch/bin/python -m pytest -p no:cacheprovider -m "not book" \
+.venv-torch/bin/python -m pytest -n 2 -p no:cacheprovider -m "not book" \
     tests/test_backends.py tests/test_ops.py tests/test_optimizer.py \
     tests/test_optimizer_safety.py tests/test_batchnorm.py tests/test_pipeline.py \
     tests/test_experiment.py tests/test_any_backend.py tests/test_steps_per_execution.py \

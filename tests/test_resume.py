@@ -75,9 +75,9 @@ def _rows(folder: Path) -> int:
 @pytest.mark.slow
 def test_kill_at_random_moments_and_resume_gives_the_uninterrupted_history(
         tmp_path, data_dir):
-    """SIGKILL a real subprocess 5 times, each at a random moment after it trained two
+    """SIGKILL a real subprocess 3 times, each at a random moment after it trained two
     epochs of its own (so around a later checkpoint too); the same command resumes it."""
-    epochs = 20
+    epochs, kills_wanted = 12, 3  # each kill costs at most 3.5 epochs: the run outlives them
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(f"""
         import sys
@@ -99,7 +99,7 @@ def test_kill_at_random_moments_and_resume_gives_the_uninterrupted_history(
         before = _rows(killed_dir)
         proc = subprocess.Popen([sys.executable, str(script), str(killed_dir)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if kills < 5:
+        if kills < kills_wanted:
             # two new epochs recorded: the resume point has moved past the last one
             while proc.poll() is None and _rows(killed_dir) < before + 2:
                 assert time.monotonic() - t_start < 900, "the killed run made no progress"
@@ -113,7 +113,7 @@ def test_kill_at_random_moments_and_resume_gives_the_uninterrupted_history(
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err.decode()[-2000:]
         break
-    assert kills == 5, f"the run finished after {kills} kills"
+    assert kills == kills_wanted, f"the run finished after {kills} kills"
     got = pd.read_csv(killed_dir / "history.csv")
     pd.testing.assert_frame_equal(measured(got), measured(expected))
     result = json.loads((killed_dir / "result.json").read_text())
@@ -348,9 +348,11 @@ def test_import_laperm_registers_keras_classes_in_a_new_process(tmp_path):
         import keras, laperm
         m = keras.models.load_model({str(tmp_path / 'm.keras')!r})
         assert type(m.optimizer).__name__ == "LaPerm", type(m.optimizer)
+        import functools
         for name in ("pretrained", "experiment", "data", "models", "pruning", "viz",
-                     "profiles", "callbacks", "reproduce"):
-            assert hasattr(getattr(laperm, name), "__file__"), name
+                     "analysis.profiles", "method.callbacks", "reproduce"):
+            module = functools.reduce(getattr, name.split("."), laperm)
+            assert hasattr(module, "__file__"), name
         assert callable(laperm.pretrained.load)
         print("ok")
     """)
