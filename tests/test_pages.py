@@ -3,7 +3,8 @@
 A page is ``book/<section>.md``, a MyST Markdown notebook: a ``parameters``
 cell (``profile = "cpu"``, every other parameter ``None``), a literal
 ``PROFILES`` table with a value of every parameter in every profile,
-``sec = book.setup("<section>", profile, PROFILES, dict(name=name, ...))``
+``sec = book.setup("<section>", profile, PROFILES, globals())`` (the parameters are the
+table's names, read from the page's namespace)
 and ``book.finish(sec)`` as the last code cell.
 """
 
@@ -57,9 +58,8 @@ def test_page_contract(section):
     assert call is not None, "no book.setup(...) call"
     assert isinstance(call.args[0], ast.Constant) and call.args[0].value == section
     assert [a.id for a in call.args[1:3]] == ["profile", "PROFILES"]
-    overrides = call.args[3]
-    assert isinstance(overrides, ast.Call) and overrides.func.id == "dict"
-    assert {k.arg: k.value.id for k in overrides.keywords} == {n: n for n in knobs}
+    namespace = call.args[3]
+    assert isinstance(namespace, ast.Call) and namespace.func.id == "globals" and not namespace.args
 
     table = page_profiles(page)
     assert table is not None and sorted(table) == sorted(PROFILE_NAMES)

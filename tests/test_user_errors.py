@@ -277,6 +277,18 @@ def test_setup_refuses_a_bad_override():
     assert sec.adam_baseline is False
 
 
+def test_setup_reads_the_pages_parameters_from_its_namespace():
+    """``book.setup(..., globals())``: the profile table names the parameters; other names
+    of the page are not parameters."""
+    profiles = {p: dict(epochs=1, adam_baseline=True) for p in book.PROFILE_NAMES}
+    page_globals = {"__name__": "__main__", "profile": "smoke", "epochs": 3,
+                    "adam_baseline": None, "PROFILES": profiles, "np": object()}
+    sec = book.setup("x", "smoke", profiles, page_globals, show_banner=False)
+    assert (sec.epochs, sec.adam_baseline, sec.overridden) == (3, True, ["epochs"])
+    with pytest.raises(ValueError, match="parameter epochs of section 'x': expected a whole"):
+        book.setup("x", "smoke", profiles, dict(page_globals, epochs="three"), show_banner=False)
+
+
 # ---------------------------------------------------------------- SyncPeriodScheduler
 
 

@@ -3,7 +3,7 @@
 Pages call the page API, imported here::
 
     from laperm import book
-    sec = book.setup("05_1_conv7_mnist", profile, PROFILES, dict(epochs=epochs))
+    sec = book.setup("05_1_conv7_mnist", profile, PROFILES, globals())
     ...
     book.finish(sec)
 
@@ -12,6 +12,7 @@ One job per module:
 * :mod:`laperm.book.page`: the page API (:func:`setup`, :func:`finish`,
   :func:`show_table`, :func:`show_stored_runs`, run folders);
 * :mod:`laperm.book.display`: figures fitted to the page, animations as HTML;
+* :mod:`laperm.book.status`: the Status page's table of every section's last execution;
 * :mod:`laperm.book.knobs`: the profiles and the parameters sections accept;
 * :mod:`laperm.book.layout`: where sources, records and build outputs are;
 * :mod:`laperm.book.source`: one page file (``book/<section>.md``, a MyST

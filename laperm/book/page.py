@@ -169,7 +169,8 @@ def setup(section: str, profile: str, profiles: dict[str, dict], overrides: dict
         profiles: ``{profile: {parameter: value}}`` defaults, defined in the
             notebook itself so a reader sees them.
         overrides: the notebook's parameters as set in its parameters cell
-            (``None`` means "take the profile's value").
+            (``None`` means "take the profile's value"), or the page's
+            ``globals()``, from which the names of the profile table are read.
         show_banner: display the banner (Markdown) in the notebook.
 
     Raises:
@@ -180,6 +181,9 @@ def setup(section: str, profile: str, profiles: dict[str, dict], overrides: dict
     """
     quiet_kernel()
     show_figures_fitted()
+    if "__name__" in overrides:  # the page's namespace: its parameters are the table's names
+        names = dict.fromkeys(name for values in profiles.values() for name in values)
+        overrides = {name: overrides.get(name) for name in names}
     if profile not in PROFILE_NAMES:
         raise ValueError(f"Unknown profile {profile!r}; valid profiles: {', '.join(PROFILE_NAMES)}.")
     strangers = sorted(injected_parameters() - set(overrides) - {"profile"})

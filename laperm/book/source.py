@@ -9,7 +9,7 @@ fingerprint of its code.
 Contract of every page (tested over all of ``book/``): a code cell tagged
 ``parameters`` (``profile = "cpu"`` and every other parameter ``= None``), a
 literal ``PROFILES = {...}`` table, ``sec = book.setup("<section>", profile,
-PROFILES, dict(...))`` and ``book.finish(sec)`` as the last code cell.
+PROFILES, globals())`` and ``book.finish(sec)`` as the last code cell.
 """
 
 from __future__ import annotations

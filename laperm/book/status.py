@@ -1,0 +1,119 @@
+"""The Status page's content (book section 8): what each section's last execution recorded.
+
+Every section writes a status record when it finishes (:func:`laperm.book.finish`);
+:func:`status_table` lines them up with the sections of ``_toc.yml`` and the wall
+times the ``laperm`` command measured, :func:`profiles_sentence` and
+:func:`time_sentence` say what the table shows, :func:`laperm.viz.plot_section_times`
+draws the times.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from laperm.book.knobs import BOOK_BUDGET_MIN
+from laperm.book.page import split_constant_columns
+from laperm.run.provenance import environment_info
+
+
+def _hardware(hw: dict) -> str:
+    cpus = f"CPU x{hw.get('cpu_count')}"
+    return cpus if hw.get("accelerator") == "none (CPU)" else f"{hw.get('accelerator')}, {cpus}"
+
+
+def _commit(commit: str | None) -> str:
+    commit = commit or "–"
+    return commit[:10] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
+def status_table(records: list[dict], sections: list[str], this_section: str, profile: str,
+                 kernel_times: dict | None = None) -> pd.DataFrame:
+    """One row per section: its profile, overridden parameters, hardware, times, commit.
+
+    Args:
+        records: the sections' status records (:func:`laperm.book.load_status`).
+        sections: the book's sections in toc order; sections with a record but not in
+            the toc come after them.
+        this_section: the page being executed (it has no record yet).
+        profile: that page's profile.
+        kernel_times: ``{section: {"wall_time_s": ...}}`` as the ``laperm`` command's
+            cache measured them (kernel start included), or None.
+
+    Returns:
+        Columns ``section, profile, state`` (``executed``, ``not executed`` or ``this page``)
+        and, for executed sections, ``overridden, hardware, wall time (s), with kernel start (s),
+        date (UTC), commit, scale notes``.
+    """
+    by_name = {r["section"]: r for r in records}
+    kernel_times = kernel_times or {}
+    rows = []
+    for name in list(sections) + sorted(set(by_name) - set(sections)):
+        r = by_name.get(name)
+        if name == this_section:
+            rows.append({"section": name, "profile": profile, "state": "this page"})
+        elif r is None:
+            rows.append({"section": name, "state": "not executed"})
+        else:
+            rows.append({
+                "section": name, "profile": r["profile"], "state": "executed",
+                "overridden": ", ".join(f"{k}={r['params'][k]!r}" for k in r["overridden"]) or "–",
+                "hardware": _hardware(r.get("hardware", {})),
+                "wall time (s)": r.get("wall_time_s"),
+                "with kernel start (s)": kernel_times.get(name, {}).get("wall_time_s"),
+                "date (UTC)": str(r.get("date") or r.get("started_at"))[:16].replace("T", " "),
+                "commit": _commit(r.get("commit")),
+                "scale notes": "; ".join(r.get("scale_notes", [])) or "–",
+            })
+    return pd.DataFrame(rows)
+
+
+def profiles_sentence(table: pd.DataFrame) -> str:
+    """Which profiles the build's pages were executed at (and a warning if several)."""
+    used = sorted(set(table["profile"].dropna()))
+    return (f"Profiles in this build: **{', '.join(used)}**"
+            + (" (pages were executed at different scales!)" if len(used) > 1 else ""))
+
+
+def time_sentence(table: pd.DataFrame, profile: str) -> str | None:
+    """The whole book's time, kernel starts included, against the profile's budget."""
+    done = table[table["state"] == "executed"]
+    if done.empty:
+        return None
+    total = done["with kernel start (s)"].astype(float).sum() / 60
+    budget = BOOK_BUDGET_MIN.get(profile)
+    same = set(done["profile"]) == {profile}
+    return (f"All sections, kernel starts included: **{total:.1f} min**"
+            + (f" (the `{profile}` profile's budget: {budget} min on 2 CPU cores)."
+               if budget and same else "."))
+
+
+def scale_notes(table: pd.DataFrame) -> list[str]:
+    """``"**section**: notes"`` for every section whose runs recorded scale notes."""
+    if "scale notes" not in table:
+        return []
+    return [f"**{r['section']}**: {r['scale notes']}" for _, r in table.iterrows()
+            if r.get("scale notes") not in (None, "–") and r.get("scale notes") == r.get("scale notes")]
+
+
+def show_status(table: pd.DataFrame) -> None:
+    """Display the table in a notebook: the profiles, the table (constant columns said once
+    above it), and each section's scale notes."""
+    from IPython.display import HTML, Markdown, display
+
+    display(Markdown(profiles_sentence(table)))
+    shown, constant = split_constant_columns(table.drop(columns=["scale notes"], errors="ignore"))
+    if constant:
+        display(Markdown(f"Every executed section: {constant}."))
+    display(HTML(shown.astype(object).fillna("–").to_html(index=False, classes="dataframe",
+                                                           border=0)))
+    if notes := scale_notes(table):
+        display(Markdown("Scale of each section's runs:\n\n" + "\n".join(f"* {n}" for n in notes)))
+
+
+def versions_table() -> pd.DataFrame:
+    """This kernel's library versions, machine, accelerator and commit."""
+    env = environment_info()
+    versions = dict(env["versions"])
+    versions.update({"machine": env["hardware"]["machine"],
+                     "accelerator": env["hardware"]["accelerator"], "commit": env["commit"]})
+    return pd.DataFrame(versions.items(), columns=["", "this page's kernel"]).set_index("")
