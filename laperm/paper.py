@@ -218,3 +218,21 @@ def results_table():
     import pandas as pd
 
     return pd.DataFrame([row.__dict__ for row in TABLE])
+
+
+def settings_table():
+    """The paper's table as a reader sees it: each row with its data, initial weights, p, k,
+    epochs, section and reported accuracy (numbers, for a formatter to show)."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "row": [row.model + (f", p = {row.pruned:.0%}" if row.model == "ResNet50" and row.pruned
+                             else "") for row in TABLE],
+        "data": [{"mnist": "MNIST", "cifar10": "CIFAR-10"}[row.dataset] for row in TABLE],
+        "initial weights": [row.init for row in TABLE],
+        "pruned": [row.pruned for row in TABLE],
+        "k": [row.k for row in TABLE],
+        "epochs": [EXPERIMENTS[row.experiment].paper_epochs for row in TABLE],
+        "section": [row.section for row in TABLE],
+        "paper top-1": [row.accuracy for row in TABLE],
+    })

@@ -8,6 +8,7 @@ The records are small synthetic ones, written in the layout
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -375,3 +376,20 @@ def test_the_all_records_table_names_a_laperm_run_without_a_sync():
     t = comparison_table(records)
     assert sorted(t["optimizer"]) == ["adam", "laperm (never synced)"]
     assert set(t["paper"]) == {"–"}
+
+
+def test_the_papers_table_with_its_settings():
+    from laperm import paper
+
+    table = paper.settings_table()
+    assert len(table) == len(paper.TABLE)
+    resnet70 = table.iloc[[r.experiment for r in paper.TABLE].index("resnet50_p70")]
+    assert (resnet70["row"], resnet70["data"], resnet70["k"], resnet70["epochs"]) == (
+        "ResNet50, p = 70%", "CIFAR-10", 800, 200)
+    assert table.iloc[0]["row"] == "Conv7" and table.iloc[0]["paper top-1"] == 0.9972
+
+
+def test_the_appendix_names_the_paper_row_a_run_counts_for():
+    committed = Path(__file__).resolve().parents[1] / "results"
+    runs = set(comparisons.records_table(records.load_records(committed))["run"])
+    assert {"conv7", "conv7_k20 (row conv7)", "f2_per_unit (no paper row)"} <= runs

@@ -605,3 +605,15 @@ def three_evaluations_table(history: pd.DataFrame, epochs=(1, 5, 10, 25, 50, 100
                                                              - r["test_accuracy_stale_bn"]),
                      "learning rate": r.get("learning_rate")})
     return pd.DataFrame(rows)
+
+
+def records_table(records: pd.DataFrame, metric: str = "test_accuracy_at_best_val"
+                  ) -> pd.DataFrame:
+    """:func:`comparison_table` for the appendix of every record: each run named with the
+    paper row it counts for when that differs from its experiment."""
+    t = comparison_table(records, metric).rename(columns={
+        "paper experiment": "paper row", "deviation (points)": "− paper (points)",
+        "min per run": "minutes per run"})
+    t["run"] = [run if run == row else f"{run} (row {row})" if row in PAPER_ACCURACY
+                else f"{run} (no paper row)" for run, row in zip(t["run"], t["paper row"])]
+    return t.drop(columns="paper row")
