@@ -37,8 +37,8 @@ import logging
 import sys
 from pathlib import Path
 
-# The subcommands import what they need inside their functions, on purpose: `laperm
-# sections` or a usage mistake answers without importing Keras, TensorFlow or papermill.
+# The subcommands import what they need inside their functions, on purpose: a usage
+# mistake is answered before papermill, Jupyter Book or the training code is imported.
 from laperm.book.errors import SectionFailed, UsageError, missing_extra
 from laperm.book.knobs import PROFILE_DESCRIPTIONS, PROFILE_NAMES
 from laperm.book.layout import Project

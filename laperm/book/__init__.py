@@ -29,17 +29,33 @@ the page-independent ones (knobs, layout, source) and each other in the
 order above, never back.
 """
 
-from laperm.book.display import fitted_png, show_figures_fitted, to_jshtml
+import importlib
+
 from laperm.book.knobs import (BOOK_BUDGET_MIN, KNOBS, PROFILE_DESCRIPTIONS, PROFILE_NAMES,
                                Knob, check_parameter, check_parameters)
 from laperm.book.layout import build_dir, reference_dir, results_dir, status_dir
-from laperm.book.page import (Section, banner, banner_text, finish, load_status, plot_curves,
-                              quiet_kernel, run_folder, setup, show_compact, show_stored_runs,
-                              show_table)
 
-__all__ = [
-    "BOOK_BUDGET_MIN", "KNOBS", "PROFILE_DESCRIPTIONS", "PROFILE_NAMES", "Knob", "Section",
-    "banner", "banner_text", "build_dir", "fitted_png", "show_figures_fitted", "to_jshtml", "check_parameter", "check_parameters", "finish",
-    "load_status", "plot_curves", "quiet_kernel", "reference_dir", "results_dir", "run_folder",
-    "setup", "show_compact", "show_stored_runs", "show_table", "status_dir",
-]
+# The page API (and the figures it shows) is imported on first use: the `laperm` command
+# imports this package, and a page's dependencies (the training code, matplotlib) would
+# make every command start seconds slower.
+_LAZY = {
+    "laperm.book.page": ("Section", "banner", "banner_text", "finish", "load_status",
+                         "plot_curves", "quiet_kernel", "run_folder", "setup", "show_compact",
+                         "show_stored_runs", "show_table"),
+    "laperm.book.display": ("fitted_png", "show_figures_fitted", "to_jshtml"),
+}
+_SUBMODULES = ("cache", "display", "errors", "execute", "findings", "knobs", "layout", "page",
+               "sections", "site", "source", "status")
+
+__all__ = sorted(["BOOK_BUDGET_MIN", "KNOBS", "PROFILE_DESCRIPTIONS", "PROFILE_NAMES", "Knob",
+                  "build_dir", "check_parameter", "check_parameters", "reference_dir",
+                  "results_dir", "status_dir", *(n for names in _LAZY.values() for n in names)])
+
+
+def __getattr__(name):
+    for module, names in _LAZY.items():
+        if name in names:
+            return getattr(importlib.import_module(module), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"laperm.book.{name}")
+    raise AttributeError(f"module 'laperm.book' has no attribute {name!r}")
