@@ -22,7 +22,8 @@ TORCH = keras.backend.backend() == "torch"
 
 
 @pytest.mark.skipif(TORCH, reason="Keras runs one step per call under torch")
-@pytest.mark.parametrize("name", ["f1", "conv2"])
+# conv2 trains two 2-epoch runs (about 26 s): the slow tier, beside the other real runs.
+@pytest.mark.parametrize("name", ["f1", pytest.param("conv2", marks=pytest.mark.slow)])
 def test_several_steps_per_execution_give_the_same_run(name, tmp_path, data_dir,
                                                        small_data_dir):
     if name == "conv2" and keras.backend.backend() == "jax":
