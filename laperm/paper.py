@@ -64,6 +64,14 @@ ROWS: dict[str, TableRow] = {row.experiment: row for row in TABLE}
 #: The paper's reported test accuracy per experiment.
 PAPER_ACCURACY: dict[str, float] = {row.experiment: row.accuracy for row in TABLE}
 
+
+def row_label(experiment: str) -> str:
+    """The paper's name of a row of its table: ``"Conv7"``, ``"ResNet50 (p = 30%)"``, ``"F1"``."""
+    row = ROWS[experiment]
+    if row.model == "ResNet50" and row.pruned:
+        return f"ResNet50 (p = {row.pruned:.0%})"
+    return row.model
+
 #: Training and test images of each dataset: the authors trained on every
 #: training image (their validation set was the test set) and tested on all
 #: 10,000 test images.

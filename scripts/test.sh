@@ -39,6 +39,8 @@ mkdir -p _build
 bash scripts/setup_jax.sh > _build/setup-jax.log 2>&1 & jax_setup=$!
 bash scripts/setup_torch.sh > _build/setup-torch.log 2>&1 & torch_setup=$!
 source scripts/env.sh
+# One persistent JAX compilation cache for every JAX process of the run (scripts/test_jax.sh).
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$PWD/_build/jax-cache}"
 echo "[test] data: ${LAPERM_DATA_DIR:-<none: data tests skip or download>}"
 # Two xdist workers (this project's CI has 2 cores); the book's tests all run on one of
 # them, so its smoke build is made once (tests/conftest.py: pytest_xdist_make_scheduler).

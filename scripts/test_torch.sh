@@ -27,4 +27,4 @@ export KERAS_BACKEND=torch
     tests/test_backends.py tests/test_ops.py tests/test_optimizer.py \
     tests/test_optimizer_safety.py tests/test_batchnorm.py tests/test_pipeline.py \
     tests/test_experiment.py tests/test_any_backend.py tests/test_steps_per_execution.py \
-    tests/test_torch_laperm.py "$@"
+    tests/test_torch_laperm.py tests/test_frameworks_torch_page.py "$@"

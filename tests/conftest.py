@@ -94,6 +94,14 @@ def interrupt_run(monkeypatch):
     return interrupt
 
 
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first, each group in its file order: the longest work starts first and
+    the short tests fill the workers' ends, so under ``-n 2`` both workers finish together
+    (xdist hands the work out in collection order; ``test_book.py``, the largest scope,
+    still goes first)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.hookimpl(optionalhook=True)  # an environment without pytest-xdist (the torch tier)
 def pytest_xdist_make_scheduler(config, log):
     """Under ``pytest -n N`` (scripts/test.sh): tests go to the workers one by one,

@@ -103,3 +103,17 @@ def test_book_runs_are_named_like_results_runs_plus_the_config_hash(tmp_path, mo
     monkeypatch.setenv("LAPERM_BUILD_DIR", str(tmp_path))
     sec = book.setup("x", "smoke", {p: {} for p in book.PROFILE_NAMES}, {}, show_banner=False)
     assert sec.run_dir(cfg) == tmp_path / "runs" / "smoke" / book.run_folder(cfg)
+
+
+def test_knob_choices_come_from_the_config_and_the_paper():
+    """The pages' model and input choices are the paper's CIFAR-10 conv rows and the config's
+    CIFAR preprocessings: adding one there adds it to the knobs, and every choice is a value
+    ``ExperimentConfig`` accepts."""
+    from laperm.book.knobs import KNOBS
+    from laperm.paper import paper_config
+
+    assert KNOBS["models"].choices == ("conv2", "conv4", "conv13")
+    assert KNOBS["preprocessing"].choices == ("cifar_raw", "cifar_standardize")
+    for model in KNOBS["models"].choices:
+        for preprocessing in KNOBS["preprocessing"].choices:
+            assert paper_config(model, preprocessing=preprocessing).preprocessing == preprocessing

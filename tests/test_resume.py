@@ -133,7 +133,7 @@ def test_resumed_augmented_run_with_dropout_is_reproducible(tmp_path, small_data
     """Conv7: augmentation and dropout of epoch e depend on (seed, e) only (500 training,
     500 validation and 500 test images)."""
     data_dir = small_data_dir
-    cfg = paper_config("conv7_k20", epochs=3, validation_size=500)
+    cfg = paper_config("conv7_k20", epochs=2, validation_size=500)
     expected, _ = run(cfg, tmp_path / "a", data_dir=data_dir, progress=False)
     interrupt_after(1)
     with pytest.raises(Interrupt):

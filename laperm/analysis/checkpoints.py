@@ -93,6 +93,16 @@ def sampling_error_note(n: int, accuracy: float = 0.92) -> str:
             f"{100 * se:.2f} points (two standard errors: {200 * se:.1f} points)")
 
 
+def describe_test_sets(sets: dict[str, dict]) -> str:
+    """Each test set's label, then :func:`sampling_error_note` at the CIFAR-10 set's size.
+
+    Args:
+        sets: :func:`test_sets`.
+    """
+    lines = [f"{name}: {t['label']}" for name, t in sets.items()]
+    return "\n".join(lines + [sampling_error_note(len(sets["cifar10"]["y"]))])
+
+
 def score(checkpoints: list[Checkpoint], reference_dir: Path, sets: dict[str, dict]
           ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Test accuracy of each file against the published number, and its kernels' statistics.
@@ -186,6 +196,49 @@ def shared_value_table(reference_dir: Path, checkpoints: list[Checkpoint]) -> pd
                 "v (paper)": v, "non-zero fraction": r["kept_fraction"],
             })
     return pd.DataFrame(rows)
+
+
+def availability_text(found: list[Checkpoint], missing: list[str]) -> str:
+    """Which of the authors' files were found (:func:`available`), and which are missing."""
+    text = f"the authors' checkpoints found: {', '.join(c.file for c in found)}"
+    return text + (f"\nmissing (skipped): {', '.join(missing)}" if missing else "")
+
+
+#: What Section 6 says where none of the authors' files is found (Markdown).
+NOT_FOUND = (
+    "**The authors' checkpoints were not found** (looked at the `reference_dir` "
+    "parameter, `$LAPERM_REFERENCE_DIR` and `../shared/reference/pretrained`). "
+    "Download the `.h5` files from the `pretrained` folder of the authors' repository "
+    f"{CHECKPOINTS_URL} (MIT license), put them in one folder and set "
+    "`LAPERM_REFERENCE_DIR` to it. The rest of this page is skipped.")
+
+
+def scores_style(results: pd.DataFrame):
+    """:func:`score`'s table as the page shows it: each file's published and measured
+    accuracy (percentages), the difference (points) and :func:`note`; no index.
+
+    Returns:
+        A pandas ``Styler``.
+    """
+    shown = results.assign(note=results.apply(note, axis=1)) if len(results) else \
+        results.assign(note=[])
+    return (shown[["model", "dataset/test set", "published", "measured", "difference", "note"]]
+            .style.format({"published": "{:.2%}", "measured": "{:.2%}",
+                           "difference": lambda d: f"{100 * d:+.2f} pt"}).hide(axis="index"))
+
+
+def zeros_style(zeros: pd.DataFrame):
+    """:func:`zero_table` as the page shows it: zero fractions as percentages, the
+    difference to p in signed points, ``-`` where a value is missing; no index."""
+    formats = {c: "{:.2%}" for c in zeros.columns if c.startswith("zero")}
+    return (zeros.style.format({**formats, "difference to p (pt)": "{:+.2f}"}, na_rep="-")
+            .hide(axis="index"))
+
+
+def shared_style(shared: pd.DataFrame):
+    """:func:`shared_value_table` as the page shows it: the non-zero fraction as a
+    percentage; no index."""
+    return shared.style.format({"non-zero fraction": "{:.2%}"}).hide(axis="index")
 
 
 def summary(results: pd.DataFrame, zeros: pd.DataFrame, shared: pd.DataFrame) -> list[str]:

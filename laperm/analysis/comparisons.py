@@ -17,7 +17,7 @@ import pandas as pd
 from laperm.analysis.records import (DEFAULT_ENGINE, NEVER_SYNCED, iter_runs, paper_experiment,
                                      run_settings, steps_run, synced, zero_fraction)
 from laperm.models import has_batchnorm
-from laperm.paper import EXPERIMENTS, PAPER_ACCURACY
+from laperm.paper import EXPERIMENTS, PAPER_ACCURACY, row_label
 
 
 def _fmt(value, spec: str) -> str:
@@ -617,3 +617,58 @@ def records_table(records: pd.DataFrame, metric: str = "test_accuracy_at_best_va
     t["run"] = [run if run == row else f"{run} (row {row})" if row in PAPER_ACCURACY
                 else f"{run} (no paper row)" for run, row in zip(t["run"], t["paper row"])]
     return t.drop(columns="paper row")
+
+
+def laperm_adam_sentences(records: pd.DataFrame, model: str) -> list[str]:
+    """One sentence per :func:`laperm_adam_pairs` pair of ``model``: both accuracies, the gap
+    and the standard error of the gap (Section 5.1: LaPerm against Adam).
+
+    The standard error treats the two accuracies as independent binomial samples
+    of the model's test images (those of its first record):
+    ``sqrt((a (1 - a) + b (1 - b)) / n)``, in points.
+    """
+    pairs = laperm_adam_pairs(records)
+    pairs = pairs[pairs["model"] == model]
+    if not len(pairs):
+        return []
+    n_test = int(records.loc[records["model"] == model, "n_test"].iloc[0])
+    lines = []
+    for _, r in pairs.iterrows():
+        se = 100 * np.sqrt((r["LaPerm"] * (1 - r["LaPerm"]) + r["Adam"] * (1 - r["Adam"]))
+                           / n_test)
+        lines.append(
+            f"{r['experiment']} ({r['device']}, {r['scale']}, {r['seeds']} LaPerm seed(s), "
+            f"{r['Adam seeds']} Adam seed(s)): LaPerm {r['LaPerm']:.2%}, Adam {r['Adam']:.2%}, "
+            f"LaPerm − Adam {r['LaPerm − Adam (points)']:+.2f} points; standard error of the "
+            f"difference on {n_test:,} test images about {se:.2f} points.")
+    return lines
+
+
+def paper_row_runs(records: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The runs the "ours against the paper" figure draws: one dot each.
+
+    LaPerm runs that synced at least once (a LaPerm run that never synced is not
+    a LaPerm run, :func:`only_synced`) and Adam runs
+    of a row of the paper's table, with the paper's input and a value of ``metric``.
+
+    Args:
+        records: :func:`laperm.analysis.records.load_sources` rows.
+        metric: the accuracy column drawn.
+    """
+    if not len(records):
+        return records
+    shown = only_synced(records).dropna(subset=["paper_experiment", metric])
+    return shown[shown["experiment"].isin(list(PAPER_ACCURACY)) & shown["paper_input"]]
+
+
+def paper_row_labels(shown: pd.DataFrame) -> list[str]:
+    """The name of each row of the paper's table, in its order, saying what ran for it.
+
+    ``"Conv7"`` when a run at the paper's scale is among ``shown``
+    (:func:`paper_row_runs`), ``"Conv7  (reduced)"`` when only reduced runs are,
+    ``"Conv7  (no run)"`` when none is.
+    """
+    full = set(shown.loc[shown["scale"] == "paper scale", "experiment"]) if len(shown) else set()
+    ran = set(shown["experiment"]) if len(shown) else set()
+    return [row_label(n) + ("" if n in full else "  (reduced)" if n in ran else "  (no run)")
+            for n in PAPER_ACCURACY]

@@ -159,3 +159,68 @@ def run(model_name: str, epochs: int, train_images: int, batch_size: int, *,
              f"{batch_size}), {epochs} epoch(s) on {len(x)} MNIST training images = "
              f"{total} steps; accuracy on the first {len(x_test)} test images (reduced)")
     return Result(pd.DataFrame(callback.rows), random_acc, scale, len(x_test))
+
+
+def summary_table(runs: dict[str, Result]) -> pd.DataFrame:
+    """One row per model: accuracies at step 0, at the end and at the re-permuted network's best.
+
+    Columns: steps, θ0, a random permutation of θ0, θt (Adam) and re-permuted
+    θ0 at the last checkpoint (and with biases re-permuted too, where
+    measured), the re-permuted network's best accuracy and its step, and how
+    far θt moved from θ0 in order and in value at the end.
+
+    Args:
+        runs: ``{model name: run(...)}``.
+    """
+    rows = []
+    for name, r in runs.items():
+        curve, final = r.curve, r.curve.iloc[-1]
+        best = curve.loc[curve["repermuted theta_0"].idxmax()]
+        row = {"model": name.upper(), "steps": int(final["step"]),
+               "θ0": curve.iloc[0]["theta_t"],
+               "random permutation of θ0": r.random_acc,
+               "θt (Adam)": final["theta_t"],
+               "re-permuted θ0": final["repermuted theta_0"]}
+        if "repermuted theta_0 (biases too)" in curve:
+            row["re-permuted θ0 (biases too)"] = final["repermuted theta_0 (biases too)"]
+        row["best repermuted (step)"] = (f"{best['repermuted theta_0']:.4f} "
+                                         f"({int(best['step'])})")
+        row["rank correlation with θ0"] = final["rank correlation with theta_0"]
+        row["relative value change"] = final["relative value change"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+def run_note(name: str, r: Result) -> str:
+    """What one model's run shows, in words (Section 3).
+
+    How far the re-permuted network ends below (or above) θt, beside the
+    standard error of each accuracy (binomial, ``r.n_test`` images); its best
+    point, and whether that peak lies before the end of training by more than
+    twice the standard error of the difference (√2 times one accuracy's).
+    """
+    curve, final = r.curve, r.curve.iloc[-1]
+    best = curve.loc[curve["repermuted theta_0"].idxmax()]
+    n_test = r.n_test
+    se = np.sqrt(final["theta_t"] * (1 - final["theta_t"]) / n_test)
+    gap = final["theta_t"] - final["repermuted theta_0"]
+    note = (
+        f"**{name.upper()}:** at the last checkpoint the re-permuted network is "
+        f"{100 * abs(gap):.2f} points {'below' if gap >= 0 else 'above'} theta_t "
+        f"(standard error of each accuracy about {100 * se:.2f} points on {n_test} test "
+        f"images). Its best point was {best['repermuted theta_0']:.2%} at step "
+        f"{int(best['step'])}, when θt had {best['theta_t']:.2%} and the kernel "
+        f"values had moved by {best['relative value change']:.0%} of θ0's norm "
+        f"(at the end: {final['relative value change']:.0%}).")
+    drop = best["repermuted theta_0"] - final["repermuted theta_0"]
+    se_drop = np.sqrt(2) * np.sqrt(final["repermuted theta_0"]
+                                   * (1 - final["repermuted theta_0"]) / n_test)
+    if best["step"] < final["step"] and drop > 2 * se_drop:
+        note += (f" It peaked **before** the end of training, {100 * drop:.2f} points above "
+                 f"its last value (more than twice the {100 * se_drop:.2f}-point standard "
+                 "error of that difference): re-permuting later, after the values had "
+                 "drifted further, kept less of Adam's accuracy in this run.")
+    elif best["step"] < final["step"]:
+        note += (f" Its best point is {100 * drop:.2f} points above its last, within twice "
+                 f"the {100 * se_drop:.2f}-point standard error of that difference.")
+    return note

@@ -74,3 +74,42 @@ def settling_table(records: Sequence[Any], vector: int = 0, share: float = 0.1,
         moved = pos[t] != pos[t - 1]
         rows.append({"sync": t, **{g: float(moved[idx].mean()) for g, idx in groups.items()}})
     return pd.DataFrame(rows)
+
+
+def drifted_vector(n: int, seed: int = 0, drift: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """A toy weight vector before and after an inner optimizer's k steps (one LaPerm cycle).
+
+    The introduction's picture of one sync (Section 4): ``theta0`` is drawn He-uniform for
+    fan-in ``n``, U(-l, l) with l = sqrt(6 / n); the k inner steps are stood in for by
+    Gaussian noise of standard deviation ``drift * l`` added to it.
+
+    Args:
+        n: the vector's length.
+        seed: the NumPy generator's seed (``theta0`` is drawn first, then the drift).
+        drift: the noise's standard deviation, as a share of l.
+
+    Returns:
+        ``(theta0, w)``, float32 arrays of length ``n``.
+    """
+    rng = np.random.default_rng(seed)
+    limit = np.sqrt(6 / n)
+    theta0 = rng.uniform(-limit, limit, n).astype("float32")
+    w = theta0 + rng.normal(0, drift * limit, n).astype("float32")
+    return theta0, w
+
+
+def frame_indices(n_records: int, max_frames: int) -> np.ndarray:
+    """At most ``max_frames`` record indices, evenly spaced from the first to the last.
+
+    Used to animate a long training in a bounded number of frames (Section 4's
+    animation of the reconnection); the first and last records are always kept.
+
+    Args:
+        n_records: how many records there are.
+        max_frames: the most indices to return (at least 1 when there is a record).
+
+    Returns:
+        Sorted distinct indices into the records.
+    """
+    n_frames = min(max_frames, n_records)
+    return np.unique(np.linspace(0, n_records - 1, n_frames).round().astype(int))

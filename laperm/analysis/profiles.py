@@ -45,6 +45,7 @@ import pandas as pd
 
 __all__ = [
     "to_numpy",
+    "permutation_table",
     "named_weights",
     "weight_vectors",
     "from_vectors",
@@ -714,3 +715,51 @@ def repermute_model(
             raise ValueError(f"variable {i}: shape {a.shape} vs {b.shape}")
         out.append(repermute(a, b) if pred(a) else np.array(b, copy=True))
     return out
+
+
+def permutation_table(variables: Sequence[Any], theta0: Sequence[Any],
+                      theta: Sequence[Any]) -> pd.DataFrame:
+    """Whether each trained variable is a permutation of its initial values (Section 4).
+
+    Args:
+        variables: the model's variables (Keras variables: ``path`` and ``shape``).
+        theta0: their initial values, in the same order.
+        theta: their trained values, in the same order.
+
+    Returns:
+        One row per variable: ``variable`` (its path), ``shape``, ``permutation of
+        theta_0`` (:func:`is_permutation_of`) and ``weights that moved``
+        (:func:`moved_fraction`, as a percentage with one decimal).
+    """
+    return pd.DataFrame([
+        {"variable": v.path, "shape": tuple(v.shape),
+         "permutation of theta_0": is_permutation_of(a, b),
+         "weights that moved": f"{moved_fraction(a, b):.1%}"}
+        for v, a, b in zip(variables, theta0, theta)
+    ])
+
+
+def permutation_check_table(theta0: Any, theta: Any) -> pd.DataFrame:
+    """Per weight vector: is it still its initial values, and how many of them moved?
+
+    After a LaPerm sync every vector is a permutation of its own initial vector
+    (Section 4), so sorting both gives identical arrays.
+
+    Args:
+        theta0: initial weights, any rank.
+        theta: weights of the same shape.
+
+    Returns:
+        One row per vector: ``unit``, ``max |sorted(θT) − sorted(θ0)|`` (0 for a
+        permutation) and ``weights moved`` (:func:`moved_fraction`, which raises
+        ``ValueError`` when ``theta`` is not a per-vector permutation of ``theta0``).
+    """
+    a, b = _rows_pair(theta0, theta)
+    gap = np.zeros(a.shape[0])
+    if a.shape[1]:
+        gap = np.abs(np.sort(b, axis=1) - np.sort(a, axis=1)).max(axis=1)
+    return pd.DataFrame({
+        "unit": range(a.shape[0]),
+        "max |sorted(θT) − sorted(θ0)|": gap,
+        "weights moved": moved_fraction(theta0, theta, per_vector=True),
+    })

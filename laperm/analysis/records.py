@@ -287,3 +287,22 @@ def has_three_evaluations(history: pd.DataFrame | None) -> bool:
     """Whether a run's history holds the stale-BatchNorm evaluation too."""
     return (history is not None and "test_accuracy_stale_bn" in history
             and history["test_accuracy_stale_bn"].notna().any())
+
+
+def unsynced_runs(stored: dict) -> dict[str, str]:
+    """The LaPerm runs of ``{folder: (history, result)}`` that stopped before their first sync.
+
+    Such a run never reconnected anything (:func:`synced`): it is its inner
+    Adam under LaPerm's name, and the paper's number does not apply to it.
+
+    Returns:
+        ``{folder: "<folder>: <steps> steps with k = <k>"}``.
+    """
+    out = {}
+    for folder, (_, result) in stored.items():
+        settings = run_settings(result)
+        steps = steps_run(result["scale"]["n_train"], result["config"]["batch_size"],
+                          result["scale"]["epochs_run"])
+        if not synced(settings["optimizer"], steps, settings["k"]):
+            out[folder] = f"{folder}: {steps} steps with k = {settings['k']}"
+    return out

@@ -3,11 +3,16 @@
 :func:`show_figures_fitted` makes IPython show every matplotlib figure at most
 :data:`MAX_FIGURE_PX` wide, by making it narrower (not scaling it down), so that
 its text stays readable; :func:`laperm.book.setup` turns it on for every page.
+:func:`source_of` and :func:`show_source` show the code a page ran where a reader
+should read it (a training loop kept in the package, tested there).
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import warnings
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 from matplotlib import animation
@@ -99,3 +104,34 @@ def to_jshtml(anim: animation.Animation, fps: float | None = None,
     rc = {} if embed_limit_mb is None else {"animation.embed_limit": float(embed_limit_mb)}
     with plt.rc_context(rc):
         return anim.to_jshtml(fps=fps, default_mode=default_mode)
+
+
+def source_of(module: str, name: str) -> str:
+    """The source of function or class ``name`` in ``module``, read without importing it.
+
+    A page can show code that needs a framework its environment lacks (the torch training
+    loop of Section 4.2 where torch is not installed): the module's file is parsed, not run.
+
+    Args:
+        module: a dotted module name, e.g. ``"laperm.book.frameworks_torch"``.
+        name: a function or class defined at the module's top level.
+
+    Raises:
+        LookupError: the module or the name does not exist.
+    """
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise LookupError(f"no module {module!r}")
+    text = Path(spec.origin).read_text(encoding="utf-8")
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            return "\n".join(text.splitlines()[first - 1:node.end_lineno])
+    raise LookupError(f"{module} has no top-level function or class {name!r}")
+
+
+def show_source(module: str, name: str) -> None:
+    """Display :func:`source_of` as a Python code block in the page's output."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(f"```python\n{source_of(module, name)}\n```"))

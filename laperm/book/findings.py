@@ -7,6 +7,11 @@
   with the evidence;
 * :func:`show_findings` ends a page with "What this page found": a list of
   sentences the page computed from its own results.
+* :func:`page_findings` gathers a Section 5 page's sentences in the book's
+  order (its runs, its checks, the committed runs and what they support),
+  built by :func:`run_findings`, :func:`best_and_worst`,
+  :func:`permutation_findings`, :func:`shared_value_findings`,
+  :func:`convergence_findings` and :func:`mask_control_findings`.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ import json
 import pandas as pd
 
 from laperm.analysis import records as R
-from laperm.analysis.verdict import (MIN_SEEDS, PAPER_PRECISION, Z, binomial_se, counts,
-                                     status_kind, verdict_table)
-from laperm.book.layout import results_dir
-from laperm.paper import ROWS
+from laperm.analysis.comparisons import results_table
+from laperm.analysis.verdict import (MIN_SEEDS, PAPER_PRECISION, Z, authors_code_sentences,
+                                     binomial_se, counts, gap_closed, status_kind,
+                                     verdict_groups, verdict_table)
+from laperm.book.layout import build_dir, results_dir
+from laperm.paper import EXPERIMENTS
+from laperm.paper import row_label  # noqa: F401 - the pages' name of a row
 
 #: Background colour of each kind of status (:func:`laperm.analysis.verdict.status_kind`).
 STATUS_COLOURS = {
@@ -33,19 +41,29 @@ STATUS_COLOURS = {
 }
 
 
-def row_label(experiment: str) -> str:
-    """The paper's name of a row: ``"Conv7"``, ``"ResNet50 (p = 30%)"``, ``"F1"``."""
-    row = ROWS[experiment]
-    if row.model == "ResNet50" and row.pruned:
-        return f"ResNet50 (p = {row.pruned:.0%})"
-    return row.model
-
-
 def verdict_of(records: pd.DataFrame) -> pd.DataFrame:
     """:func:`laperm.analysis.verdict.verdict_table` of ``records``, with the committed cross-check record."""
     path = results_dir() / "crosscheck" / "distribution.json"
     crosscheck = json.loads(path.read_text()) if path.is_file() else None
     return verdict_table(records, crosscheck)
+
+
+def build_source(runs_profile: str) -> str:
+    """The ``source`` of this build's records: ``"this build (cpu)"``."""
+    return f"this build ({runs_profile})"
+
+
+def source_headings(runs_profile: str) -> dict[str, str]:
+    """``{source: heading}`` of a Results page's records: the committed ones, then this build's."""
+    return {"committed": "**Committed runs (`results/`)**",
+            build_source(runs_profile): f"**Runs of this build (profile `{runs_profile}`)**"}
+
+
+def page_records(runs_profile: str) -> pd.DataFrame:
+    """The records a Results page reads: the committed ones (``results/``, source
+    ``"committed"``) and this build's runs of ``runs_profile`` (:func:`build_source`)."""
+    return R.load_sources({"committed": results_dir(),
+                           build_source(runs_profile): build_dir() / "runs" / runs_profile})
 
 
 def committed_verdict() -> pd.DataFrame:
@@ -127,12 +145,12 @@ def show_verdict(table: pd.DataFrame) -> None:
     display(Markdown(verdict_legend()))
 
 
-def show_findings(lines: list[str]) -> None:
-    """End a page with its findings: a bullet list of computed sentences."""
+def show_findings(lines: list[str],
+                  empty: str = "_Nothing was measured in this execution._") -> None:
+    """End a page with its findings: a bullet list of computed sentences (``empty`` without any)."""
     from IPython.display import Markdown, display
 
-    text = "\n".join(f"* {line}" for line in lines) if lines else (
-        "_Nothing was measured in this execution._")
+    text = "\n".join(f"* {line}" for line in lines) if lines else empty
     display(Markdown(text))
 
 
@@ -177,3 +195,116 @@ def readme_title(table: pd.DataFrame) -> str:
         parts.append(f"{c['not tested']} not yet run at the paper's scale")
     return ("# LaPerm companion: *Train-by-Reconnect* (Qiu & Suda, NeurIPS 2020) re-run: "
             + "; ".join(parts))
+
+
+def page_findings(table: pd.DataFrame | None = None, *, checks=(), stored: dict | None = None,
+                  committed: dict | None = None) -> list[str]:
+    """The sentences of a Section 5 page's "What this page found", in the book's order.
+
+    Args:
+        table: :func:`laperm.analysis.comparisons.results_table` of the page's
+            runs (:func:`run_findings`), or None to leave them out.
+        checks: sentences about the page's own runs (e.g. its permutation checks).
+        stored: ``{folder: (history, result)}`` of the committed runs shown
+            (:func:`laperm.book.show_stored_runs`): their :func:`run_findings`,
+            each prefixed ``"Committed: "``.
+        committed: ``{topic: sentences}`` about the committed records, each
+            prefixed ``"Committed, <topic>: "`` (no prefix for topic None).
+    """
+    lines = run_findings(table) + list(checks)
+    if stored:
+        lines += [f"Committed: {line}" for line in run_findings(results_table(stored))]
+    for topic, sentences in (committed or {}).items():
+        lines += [line if topic is None else f"Committed, {topic}: {line}" for line in sentences]
+    return lines
+
+
+def best_and_worst(table: pd.DataFrame, by: str = "k") -> list[str]:
+    """One sentence: the LaPerm runs with the best and the worst test accuracy (Section 5.3).
+
+    Args:
+        table: :func:`laperm.analysis.comparisons.results_table` with one Adam row.
+        by: the column that tells the LaPerm runs apart (the sync period ``k``).
+
+    Returns:
+        ``["Best k here: 10 (97.00%); worst: k = 250 (95.00%); Adam 97.50% (<scale>)."]``,
+        or ``[]`` without a LaPerm run.
+    """
+    lap = table[table["optimizer"] != "Adam"].sort_values(by)
+    if not len(lap):
+        return []
+    acc = "test acc at best val"
+    best, worst = lap.loc[lap[acc].idxmax()], lap.loc[lap[acc].idxmin()]
+    adam = table[table["optimizer"] == "Adam"].iloc[0]
+    return [f"Best {by} here: {best[by]:.0f} ({best[acc]:.2%}); worst: {by} = {worst[by]:.0f} "
+            f"({worst[acc]:.2%}); Adam {adam[acc]:.2%} ({adam['scale']})."]
+
+
+def permutation_findings(checks: pd.DataFrame, configs: dict) -> list[str]:
+    """A sentence per LaPerm run of :func:`laperm.analysis.weights.permutation_checks` (Section 5.1).
+
+    Args:
+        checks: the checks, indexed by run label.
+        configs: ``{label: ExperimentConfig}``; the LaPerm ones get a sentence.
+    """
+    return [f"{label}: every permuted variable is a permutation of θ0; "
+            f"{checks.loc[label, 'share of weights that moved']:.1%} of the weights moved."
+            for label, cfg in configs.items() if cfg.optimizer == "laperm"]
+
+
+def convergence_findings(speed: pd.DataFrame, fraction: str = "99%") -> list[str]:
+    """A sentence per row of :func:`laperm.analysis.comparisons.convergence_table`:
+    the epoch at which each side reaches ``fraction`` of its final test accuracy."""
+    return [f"{r['experiment']} ({r['device']}, {r['epochs']} epochs, {r['seeds']} seed(s)) "
+            f"reaches {fraction} of its final test accuracy at epoch "
+            f"{r[f'LaPerm {fraction}']:.1f} under LaPerm and {r[f'Adam {fraction}']:.1f} under Adam."
+            for _, r in speed.iterrows()]
+
+
+def verdict_group_table(records: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The verdict's groups of one experiment (:func:`laperm.analysis.verdict.verdict_groups`),
+    as the page shows them: device, scale, seeds, mean [95% interval], test images, paper,
+    status, date."""
+    groups = verdict_groups(records)
+    groups = groups[groups["experiment"] == experiment]
+    k = EXPERIMENTS[experiment].sync_period
+    return pd.DataFrame({
+        "device": groups["device"], "scale": groups["scale"], "seeds": groups["n"],
+        f"LaPerm (k = {k}), mean [95% interval]": [
+            f"{m:.2%} [{lo:.2%}, {hi:.2%}]"
+            for m, lo, hi in zip(groups["mean"], groups["low"], groups["high"])],
+        "test images": groups["n_test"], "paper": groups["paper"].map("{:.2%}".format),
+        "status": groups["status"], "date": groups["date"].str[:10],
+    })
+
+
+def mask_control_findings(records: pd.DataFrame, experiment: str = "f2",
+                          control: str = "f2_per_unit") -> list[str]:
+    """What a control closes of a row's gap, and what the authors' code scored (Section 5.5).
+
+    A sentence from :func:`laperm.analysis.verdict.gap_closed` (committed
+    paper-scale runs of ``experiment`` and ``control``), then
+    :func:`laperm.analysis.verdict.authors_code_sentences` of the committed
+    cross-check record (``results/crosscheck/distribution.json``) when there is one.
+    """
+    sentences = []
+    closed = gap_closed(records, experiment, control)
+    if closed:
+        sentences.append(
+            f"Committed paper-scale runs: the per-unit mask closes {closed['closed']:.0f} of the "
+            f"{closed['gap']:.0f} points between our F2 ({closed['ours']:.1%}, {closed['seeds']} "
+            f"seeds) and the paper ({closed['paper']:.2%}); the rest is not explained by the "
+            "output layer's mask.")
+    path = results_dir() / "crosscheck" / "distribution.json"
+    if path.is_file():
+        sentences += authors_code_sentences(json.loads(path.read_text()))
+    return sentences
+
+
+
+def shared_value_findings(configs: dict) -> list[str]:
+    """The sentence of :func:`laperm.analysis.weights.kernel_values_table`'s check (Section 5.5):
+    every LaPerm kernel still holds exactly {0, v}, and how many runs were checked."""
+    n = sum(cfg.optimizer == "laperm" for cfg in configs.values())
+    return ["Every LaPerm kernel still holds exactly {0, v} with its initial number of "
+            f"non-zeros ({n} runs checked above)."]

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from laperm.book.errors import UsageError
+from laperm.config import PREPROCESSINGS
+from laperm.paper import EXPERIMENTS, TABLE
 
 PROFILE_NAMES = ("smoke", "cpu", "paper")
 
@@ -31,6 +33,14 @@ PROFILE_DESCRIPTIONS = {
     "cpu": "CPU profile: runs sized for a 2-core machine (the paper's settings where they fit)",
     "paper": "paper profile: the paper's settings (needs a GPU for CIFAR-10)",
 }
+
+def profiles_table():
+    """The profiles and what each is for (:data:`PROFILE_DESCRIPTIONS`), indexed by profile."""
+    import pandas as pd
+
+    return pd.DataFrame([{"profile": p, "what it is for": d}
+                         for p, d in PROFILE_DESCRIPTIONS.items()]).set_index("profile")
+
 
 #: What the whole book may take per profile on 2 CPU cores (minutes; the
 #: paper profile is meant for a GPU and has no budget).
@@ -105,6 +115,12 @@ def _positive(note=""):
     return Knob(int, low=1, high=2**31 - 1, note=note)
 
 
+#: The CIFAR-10 convolutional rows of the paper's table (Section 5.2): the ``models`` knob.
+CIFAR_CONVS = tuple(row.experiment for row in TABLE
+                    if row.dataset == "cifar10" and EXPERIMENTS[row.experiment].model.startswith("conv"))
+#: Their input preprocessings (:data:`laperm.config.PREPROCESSINGS`): the ``preprocessing`` knob.
+CIFAR_CONV_INPUTS = tuple(name for name in PREPROCESSINGS if name.startswith("cifar_"))
+
 #: Every parameter of the book's sections (same name, same meaning in every
 #: section).  ``None`` always means "the profile's value".
 KNOBS: dict[str, Knob] = {
@@ -134,9 +150,9 @@ KNOBS: dict[str, Knob] = {
                             note="percent of kernel weights pruned at initialisation"),
     "adam_baseline": Knob(bool, note="also train the plain-Adam baseline"),
     # models and inputs
-    "models": Knob(str, is_list=True, choices=("conv2", "conv4", "conv13")),
+    "models": Knob(str, is_list=True, choices=CIFAR_CONVS),
     "model": Knob(str, check=_cifar_resnet),
-    "preprocessing": Knob(str, choices=("cifar_raw", "cifar_standardize")),
+    "preprocessing": Knob(str, choices=CIFAR_CONV_INPUTS),
     # measurements and display
     "n_values": Knob(int, low=2, high=10_000, note="weights of the toy vector"),
     "n_checkpoints": _positive(),

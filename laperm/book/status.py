@@ -2,8 +2,9 @@
 
 Every section writes a status record when it finishes (:func:`laperm.book.finish`);
 :func:`status_table` lines them up with the sections of ``_toc.yml`` and the wall
-times the ``laperm`` command measured, :func:`profiles_sentence` and
-:func:`time_sentence` say what the table shows, :func:`laperm.viz.plot_section_times`
+times the ``laperm`` command measured (:func:`build_status_table`: this build's),
+:func:`profiles_sentence` and :func:`time_sentence` (:func:`time_note`) say what the
+table shows, :func:`laperm.viz.plot_section_times`
 draws the times.
 """
 
@@ -11,8 +12,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from laperm.book.cache import load_cache
 from laperm.book.knobs import BOOK_BUDGET_MIN
-from laperm.book.page import split_constant_columns
+from laperm.book.layout import Project
+from laperm.book.page import load_status, split_constant_columns
+from laperm.book.sections import section_names
 from laperm.run.provenance import environment_info
 
 
@@ -65,6 +69,30 @@ def status_table(records: list[dict], sections: list[str], this_section: str, pr
                 "scale notes": "; ".join(r.get("scale_notes", [])) or "–",
             })
     return pd.DataFrame(rows)
+
+
+def build_status_table(this_section: str, profile: str,
+                       project: Project | None = None) -> pd.DataFrame:
+    """:func:`status_table` of this build: its status records, the sections of its
+    ``_toc.yml`` and the wall times the ``laperm`` command's cache measured.
+
+    Args:
+        this_section: the page being executed.
+        profile: that page's profile.
+        project: the book (default :meth:`laperm.book.layout.Project.find`).
+    """
+    project = project or Project.find()
+    return status_table(load_status(), section_names(project), this_section, profile,
+                        kernel_times=load_cache(project))
+
+
+#: What the Status page says where no section has a status record yet.
+NO_RECORD = "_No section has a status record yet._"
+
+
+def time_note(table: pd.DataFrame, profile: str) -> str:
+    """:func:`time_sentence`, or :data:`NO_RECORD` when no section was executed."""
+    return time_sentence(table, profile) or NO_RECORD
 
 
 def profiles_sentence(table: pd.DataFrame) -> str:

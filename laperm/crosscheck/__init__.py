@@ -67,7 +67,7 @@ from __future__ import annotations
 from laperm.crosscheck.authors import (AUTHORS_FILES, AUTHORS_REPOSITORY, AuthorsCode,
                                        CrossCheckUnavailable, ENV_VAR, INSTALL_HINT, PACKAGE_FOLDER,
                                        SETUP_HINT, SHIMS, Shim, authors_progress, find_authors_code,
-                                       load_authors_code)
+                                       load_authors_code, load_or_explain)
 from laperm.crosscheck.cli import main
 from laperm.crosscheck.records import (TRAINING_RUNS, default_out_dir, sync_record, training_record,
                                        training_table)
@@ -106,6 +106,7 @@ __all__ = [
     "distribution_table",
     "find_authors_code",
     "load_authors_code",
+    "load_or_explain",
     "main",
     "matching_loss",
     "our_run",

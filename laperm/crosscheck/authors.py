@@ -291,3 +291,18 @@ def load_authors_code(directory: str | os.PathLike | None = None) -> AuthorsCode
     code = AuthorsCode(package, modules["LaPerm"], modules["weight_utils"], keras2, digests)
     _LOADED[package] = code
     return code
+
+
+def load_or_explain(directory: str | os.PathLike | None = None
+                    ) -> tuple[AuthorsCode | None, str]:
+    """:func:`load_authors_code`, or None and one sentence for a page saying why not.
+
+    Returns:
+        ``(code, "")`` when the authors' code loads; ``(None, note)`` otherwise,
+        where ``note`` (Markdown) gives :attr:`CrossCheckUnavailable.reason` and
+        :data:`SETUP_HINT`.
+    """
+    try:
+        return load_authors_code(directory), ""
+    except CrossCheckUnavailable as exc:
+        return None, f"**Not executed in this build:** {exc.reason}; {SETUP_HINT}."

@@ -155,3 +155,37 @@ class NonFiniteGuard(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         _laperm_of(self.model).check_finite_sync()
+
+
+class SyncProbe(keras.callbacks.Callback):
+    """After every training step, the accuracy on a fixed probe set of the inner weights and
+    of the weights a sync would give now (Section 5.3: the saw-tooth).
+
+    The synchronised weights are measured inside ``optimizer.synchronised()``,
+    which puts them in the model for the measurement only; right after a sync
+    both are the same network.
+
+    Attributes:
+        rows: one dict per step and kind of weights: ``step``, ``accuracy`` and
+            ``weights`` (:attr:`INNER` or :attr:`SYNCED`).
+    """
+
+    INNER = "inner weights (Adam's current state)"
+    SYNCED = "synchronised (a permutation of θ0)"
+
+    def __init__(self, x_probe, y_probe):
+        super().__init__()
+        self.x_probe, self.y_probe = x_probe, np.asarray(y_probe).ravel()
+        self.rows = []
+
+    def accuracy(self) -> float:
+        """The model's accuracy on the probe set, now."""
+        probs = keras.ops.convert_to_numpy(self.model(self.x_probe, training=False))
+        return float(np.mean(probs.argmax(axis=-1) == self.y_probe))
+
+    def on_train_batch_end(self, batch, logs=None):
+        opt = _laperm_of(self.model)
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self.rows.append(dict(step=step, accuracy=self.accuracy(), weights=self.INNER))
+        with opt.synchronised():
+            self.rows.append(dict(step=step, accuracy=self.accuracy(), weights=self.SYNCED))

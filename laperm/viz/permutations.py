@@ -381,3 +381,43 @@ def animate_reconnection(
     if close:
         plt.close(fig)
     return anim
+
+
+def plot_one_sync(theta0: Any, w: Any, synced: Any, cmap: str = "viridis", width: float = 7.4):
+    """One weight vector through one LaPerm cycle, as bars coloured by initial value (Section 4).
+
+    Three panels: ``theta0``, the weights after the inner optimizer's k steps, and the
+    synchronised weights.  A bar's colour is the identity of the initial value it
+    holds (dark: the smallest value of ``theta0``, yellow: the largest), so the third
+    panel shows the first panel's colours in new places: a reconnection.
+
+    Args:
+        theta0: the initial vector.
+        w: the vector after k inner steps (coloured as ``theta0``: same positions).
+        synced: the vector after the sync, a permutation of ``theta0``.
+        cmap: the colour map.
+        width: the figure's width (inches).
+
+    Returns:
+        The Figure.
+    """
+    theta0, w, synced = (np.asarray(P.to_numpy(a)) for a in (theta0, w, synced))
+    n = len(theta0)
+    value_rank = np.argsort(np.argsort(theta0))  # colour = identity of an initial value
+    colours = plt.get_cmap(cmap)
+    colour_of = lambda v: colours(value_rank[np.argmin(np.abs(theta0 - v))] / (n - 1))  # noqa: E731
+    fig, axes = plt.subplots(1, 3, figsize=(width, 2.8), sharey=True)
+    panels = [
+        (theta0, [colours(r / (n - 1)) for r in value_rank], r"$\theta_0$: initial weights"),
+        (w, [colours(r / (n - 1)) for r in value_rank], "after k inner steps"),
+        (synced, [colour_of(v) for v in synced],
+         r"after the sync: $\theta_0$'s values, new places"),
+    ]
+    for ax, (values, bar_colours, title) in zip(axes, panels):
+        ax.bar(np.arange(n), values, color=bar_colours, edgecolor="black", linewidth=0.4)
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("position in the weight vector")
+    axes[0].set_ylabel("weight value")
+    fig.tight_layout()
+    return fig

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.collections import LineCollection
 
@@ -177,4 +178,58 @@ def plot_profile_grid(
                        bbox={"boxstyle": "round", "fc": "white", "alpha": 0.7, "lw": 0})
     if axes is None:
         fig.tight_layout()
+    return fig
+
+
+def plot_profiles_before_after(model: Any, theta0: Any, title: str | None = None,
+                               panel_size=(7.4 / 3, 2.6), **kwargs: Any):
+    """The kernels' profiles at θ0 (top row) and after training (bottom row) (Section 2).
+
+    The bottom row also shows θ0's mean profile dashed and, in each panel's box,
+    the scores at θ0 (:func:`plot_profile_grid` with ``baseline=theta0``).
+
+    Args:
+        model: the trained weights (a Keras model, mapping or list of arrays).
+        theta0: its initial weights, matched by position.
+        title: the figure's title.
+        panel_size: ``(width, height)`` of one panel in inches.
+        **kwargs: passed to :func:`plot_profile_grid`.
+
+    Returns:
+        The Figure, one column per kernel.
+    """
+    shapes = [a.shape for _, a in P.named_weights(theta0) if a.ndim >= 2]
+    fig, axes = plt.subplots(2, len(shapes), squeeze=False,
+                             figsize=(panel_size[0] * len(shapes), panel_size[1] * 2))
+    plot_profile_grid(theta0, axes=axes[0], **kwargs)
+    plot_profile_grid(model, baseline=theta0, axes=axes[1], **kwargs)
+    for ax, shape in zip(axes[0], shapes):
+        ax.set_title(f"θ0: {'dense' if len(shape) == 2 else 'conv'} {'x'.join(map(str, shape))}")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_profiles_side_by_side(theta0: Any, theta: Any, width: float = 7.2,
+                               height: float = 3.2):
+    """One layer's sorted vectors at θ0 (left) and after training (right) (Sections 2, 4).
+
+    The right panel also draws θ0's mean profile (``baseline``).  After LaPerm both panels
+    are the same curves: a sync gives every vector back its initial values.
+
+    Args:
+        theta0: the layer's initial kernel, e.g. F1's ``(784, 10)``.
+        theta: the kernel after training, same shape.
+        width, height: the figure's size (inches).
+
+    Returns:
+        The Figure, two Axes.
+    """
+    n, length = P.weight_vectors(P.to_numpy(theta0)).shape
+    fig, axes = plt.subplots(1, 2, figsize=(width, height))
+    plot_weight_profiles(theta0, ax=axes[0], title=f"θ0: {n} sorted vectors of {length}")
+    plot_weight_profiles(theta, ax=axes[1], baseline=theta0,
+                         title="after LaPerm: the same sorted vectors")
+    fig.tight_layout()
     return fig

@@ -6,9 +6,13 @@ Part of :mod:`laperm.viz` (Qiu & Suda, *Train-by-Reconnect*, NeurIPS 2020).
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
+
+from laperm.analysis.comparisons import paper_row_labels, paper_row_runs
+from laperm.paper import PAPER_ACCURACY
 
 
 def plot_convergence(table: pd.DataFrame, width: float = 7.2):
@@ -96,3 +100,49 @@ def plot_checkpoint_scores(results: pd.DataFrame):
     fig.suptitle("authors' checkpoints: published vs measured")
     fig.tight_layout()
     return fig
+
+
+#: The colour of each optimizer's dots in :func:`plot_paper_rows`.
+OPTIMIZER_COLOURS = {"laperm": "C0", "adam": "C1"}
+
+
+def plot_paper_rows(records: pd.DataFrame, metric: str = "test_accuracy_at_best_val",
+                    width: float = 7.2):
+    """Ours against the paper, one line per row of its table (Table 1 of Qiu & Suda, 2020).
+
+    The star is the paper's number; each dot one run with the paper's input
+    (:func:`laperm.analysis.comparisons.paper_row_runs`), LaPerm above the line and
+    Adam below it; filled dots are runs at the paper's settings, hollow ones
+    reduced runs.  Each row's name says whether it has a run at the paper's scale
+    (:func:`laperm.analysis.comparisons.paper_row_labels`).
+
+    Args:
+        records: :func:`laperm.analysis.records.load_sources` rows.
+        metric: the accuracy column drawn.
+        width: the figure's width (inches).
+
+    Returns:
+        The Axes.
+    """
+    names = list(PAPER_ACCURACY)
+    y = {name: i for i, name in enumerate(names)}
+    _, ax = plt.subplots(figsize=(width, 0.42 * len(names) + 1.3))
+    ax.scatter([PAPER_ACCURACY[n] for n in names], [y[n] for n in names], marker="*", s=170,
+               color="black", label="paper", zorder=4)
+    shown = paper_row_runs(records, metric)
+    groups = (shown.groupby(["optimizer", shown["scale"] == "paper scale"]) if len(shown)
+              else [])
+    for (optimizer, paper_scale), g in groups:
+        offset = -0.17 if optimizer == "laperm" else 0.17
+        name = "LaPerm" if optimizer == "laperm" else "Adam"
+        colour = OPTIMIZER_COLOURS[optimizer]
+        ax.scatter(g[metric], [y[n] + offset for n in g["experiment"]],
+                   s=46 if paper_scale else 34, color=colour if paper_scale else "none",
+                   edgecolors=colour, linewidths=1.4, zorder=3,
+                   label=f"{name}, {'paper scale' if paper_scale else 'reduced'}")
+    ax.set_yticks(range(len(names)), paper_row_labels(shown))
+    ax.invert_yaxis()
+    ax.set_xlabel("test accuracy")
+    ax.xaxis.set_major_formatter(mticker.PercentFormatter(1.0))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.4, -0.16), ncol=3, frameon=False)
+    return ax
