@@ -17,7 +17,11 @@ i.e. the pages that were actually rendered) this loads
   run in the page (:data:`LAYOUT_SCRIPT`): no table, figure or output is
   wider than the content column (code blocks may scroll), the page does not scroll sideways, and no
   figure is shrunk to less than :data:`MIN_FIGURE_SCALE` of its size (its
-  text would be too small to read).
+  text would be too small to read);
+* the tables a reader takes in at a glance: no table in a cell's output is wider than
+  the content column (above), and on a section page none has more than
+  :data:`MAX_TABLE_COLUMNS` columns (row labels counted); the full tables stay on the
+  pages of :data:`FULL_TABLE_PAGES`.
 
 Usage::
 
@@ -79,6 +83,11 @@ window.addEventListener("load", () => {
 });
 </script>
 """
+#: The most columns a table of a section page may have (its row labels counted).
+MAX_TABLE_COLUMNS = 8
+#: The pages that keep the full tables: every column of every record (7.1), and the status
+#: page's one row per section (08); they are reference pages, not section pages.
+FULL_TABLE_PAGES = {"07_1_all_records", "08_status"}
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 HIDDEN_TAGS = {"remove-cell", "remove-output"}
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*-{20,}\s*$\n^\w+(Error|Exception)",
@@ -171,8 +180,36 @@ def layout_problems(dom: str) -> list[str]:
     return problems
 
 
-def check_dom(dom: str, page: Path, n_images: int) -> list[str]:
-    """Problems found in one page's DOM (empty list: the page passes)."""
+def table_columns(table) -> int:
+    """The columns of an HTML table (a BeautifulSoup tag): its widest row, colspans counted."""
+    widths = [sum(int(cell.get("colspan", 1) or 1) for cell in row.find_all(["td", "th"],
+                                                                          recursive=False))
+              for row in table.find_all("tr")]
+    return max(widths, default=0)
+
+
+def table_column_problems(soup, max_columns: int | None = MAX_TABLE_COLUMNS) -> list[str]:
+    """The tables in cell outputs with more than ``max_columns`` columns (None: no limit)."""
+    if max_columns is None:
+        return []
+    problems = []
+    for out in soup.select(".cell_output"):
+        for table in out.find_all("table"):
+            n = table_columns(table)
+            if n > max_columns:
+                head = " | ".join(c.get_text(" ", strip=True) for c in table.find("tr").find_all(
+                    ["td", "th"]))[:100]
+                problems.append(f"a table has {n} columns, at most {max_columns} on a section "
+                                f"page (the full tables are on page 7.1): {head!r}")
+    return problems
+
+
+def check_dom(dom: str, page: Path, n_images: int,
+              max_columns: int | None = MAX_TABLE_COLUMNS) -> list[str]:
+    """Problems found in one page's DOM (empty list: the page passes).
+
+    ``max_columns``: the most columns of a table in an output (None: no limit).
+    """
     from bs4 import BeautifulSoup
 
     problems = []
@@ -212,6 +249,7 @@ def check_dom(dom: str, page: Path, n_images: int) -> list[str]:
                 problems.append(f"missing MathJax file {src}")
     if soup.select(".math") and not soup.find("mjx-container"):
         problems.append("formulas on the page were not rendered by MathJax")
+    problems += table_column_problems(soup, max_columns)
     problems += layout_problems(dom)
     return problems
 
@@ -248,8 +286,9 @@ def main(argv=None) -> int:
             else:
                 shot = (args.screenshots / f"{Path(entry).name}.png") if args.screenshots else None
                 try:
+                    limit = None if Path(entry).name in FULL_TABLE_PAGES else MAX_TABLE_COLUMNS
                     problems = check_dom(dump_dom(chromium, page, Path(user_data), args.timeout,
-                                                  shot), page, n_images)
+                                                  shot), page, n_images, limit)
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     problems = [f"could not load: {exc}"]
             status = "ok" if not problems else "FAIL"

@@ -248,3 +248,29 @@ def distribution_findings(record: dict, n_test: int = N_TEST_MNIST) -> list[str]
                "run could land on it." if where == "inside" and below == len(seeds_a)
                else "."))
     return found
+
+
+# --------------------------------------------------------------------------
+# The committed records, for a build without the authors' code
+# --------------------------------------------------------------------------
+
+#: The committed records of ``python -m laperm.crosscheck`` a page can fall back to.
+RECORDS = ("sync", "training", "distribution")
+
+
+def read_records(folder: str | Path) -> dict[str, dict | None]:
+    """``{"sync": ..., "training": ..., "distribution": ...}`` read from ``folder``
+    (``results/crosscheck``); None for a record that is absent."""
+    return {name: read_record(Path(folder) / f"{name}.json") for name in RECORDS}
+
+
+def sync_tables(record: dict | None) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """``(the sync cases, the inputs where the two differ by design)`` of a ``sync.json``
+    record, as :func:`laperm.crosscheck.compare_sync` and
+    :func:`laperm.crosscheck.sync_differences` return them; ``(None, None)`` without one."""
+    if not record:
+        return None, None
+    sync = pd.DataFrame(record["table"])
+    sync["shape"] = [tuple(s) for s in sync["shape"]]
+    differences = pd.DataFrame(record["differences"]) if record.get("differences") else None
+    return sync, differences

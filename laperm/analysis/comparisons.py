@@ -1,7 +1,8 @@
 """Comparisons the Results page and the section pages draw from the run records.
 
-LaPerm against Adam treated alike (:func:`laperm_adam_pairs`, :func:`headline_pairs`,
-:func:`final_epoch_batchnorm_pairs`), seeds and inputs side by side
+LaPerm against Adam treated alike (:func:`pair_runs`, the one rule every pairing of the
+book follows, and on it :func:`laperm_adam_pairs`, :func:`headline_pairs`,
+:func:`final_epoch_batchnorm_pairs`, :func:`convergence_table`), seeds and inputs side by side
 (:func:`comparison_table`, :func:`seed_summary`, :func:`input_comparison`), the
 checks of the authors' evaluation protocol (:func:`measurement_checks`), every row
 of the paper's table with its largest run (:func:`results_table`,
@@ -232,13 +233,69 @@ def _comparable(records: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _baseline(adams: pd.DataFrame, paper_experiment: str, settings: dict) -> pd.DataFrame:
-    """The Adam runs of ``paper_experiment`` that agree on every column of ``settings``
-    (the baseline of a group of LaPerm runs)."""
-    same = adams["paper_experiment"] == paper_experiment
-    for column, value in settings.items():
-        same &= adams[column] == value
-    return adams[same]
+def pair_runs(records: pd.DataFrame, metric: str = "test_accuracy_at_best_val", *,
+              by_seed: bool = False, keys=None) -> pd.DataFrame:
+    """Every LaPerm run beside the Adam runs it may be compared with: the one rule by
+    which the book pairs LaPerm with Adam (every LaPerm − Adam number is built on it).
+
+    A LaPerm run that synced at least once (:func:`only_synced`) is paired with the Adam
+    runs of the same experiment (its row of the paper's table, ``paper_experiment``;
+    its own ``experiment`` when it has no row: a control is never paired with the
+    paper's Adam) that agree on every column of ``keys`` present in ``records``
+    (:data:`COMPARABLE`: source, scale, input, training images, precision, kernels,
+    device, engine) and, with ``by_seed``, on the seed. A LaPerm run of Conv2 is thus
+    never set beside an Adam run of Conv4, of F1 beside F2, of ResNet50 p = 70% beside
+    the dense ResNet50, of bfloat16 beside float32 or of a GPU beside a CPU.
+
+    Args:
+        records: :func:`laperm.analysis.records.load_records` rows (a unique index);
+            columns it lacks among ``keys`` are not compared (a table of one
+            execution holds one device).
+        metric: the accuracy column compared.
+        by_seed: pair only runs of the same seed (a page's runs, one by one).
+        keys: the columns that must agree (default :data:`COMPARABLE`).
+
+    Returns:
+        One row per LaPerm run with a baseline, indexed as in ``records``: ``run``,
+        ``experiment``, ``paper_experiment``, ``seed``, ``LaPerm`` (its ``metric``),
+        ``Adam`` (the mean of its baseline's), ``adam_index`` and ``adam_runs``
+        (the baseline's index in ``records`` and names, tuples), ``adam_seeds``
+        and ``LaPerm − Adam (points)``. Empty without any pair.
+    """
+    columns = ["run", "experiment", "paper_experiment", "seed", "LaPerm", "Adam",
+               "adam_index", "adam_runs", "adam_seeds", "LaPerm − Adam (points)"]
+    if records is None or records.empty:
+        return pd.DataFrame(columns=columns)
+    df = _comparable(records)
+    row = df["paper_experiment"] if "paper_experiment" in df else df["experiment"]
+    df = df.assign(_row=row.where(row.notna(), df["experiment"]))
+    keys = ["_row"] + [k for k in (COMPARABLE if keys is None else keys) if k in df.columns]
+    keys += ["seed"] if by_seed else []
+    adams = df[df["optimizer"] == "adam"]
+    rows = {}
+    for i, r in df[df["optimizer"] == "laperm"].iterrows():
+        same = adams[np.logical_and.reduce([adams[k] == r[k] for k in keys])] if len(adams) \
+            else adams
+        if not len(same):
+            continue
+        names = same["run"] if "run" in same else same.index.to_series()
+        rows[i] = {"run": r["run"] if "run" in r else i, "experiment": r["experiment"],
+                   "paper_experiment": r.get("paper_experiment"), "seed": r.get("seed"),
+                   "LaPerm": r[metric], "Adam": same[metric].mean(),
+                   "adam_index": tuple(same.index), "adam_runs": tuple(names),
+                   "adam_seeds": same["seed"].nunique() if "seed" in same else len(same)}
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=columns[:-1])
+    out["LaPerm − Adam (points)"] = (out["LaPerm"].astype(float)
+                                     - out["Adam"].astype(float)) * 100
+    return out
+
+
+def _paired_groups(df: pd.DataFrame, pairs: pd.DataFrame, by: list):
+    """``(key, LaPerm rows, their Adam baseline rows)`` per group of the paired LaPerm
+    runs of :func:`pair_runs` (``df`` the records it was given)."""
+    for key, g in df.loc[pairs.index].groupby(by, dropna=False):
+        adam = sorted(set().union(*pairs.loc[g.index, "adam_index"]))
+        yield key, g, df.loc[adam]
 
 
 def laperm_adam_pairs(records: pd.DataFrame, metric: str = "test_accuracy_at_best_val"
@@ -268,16 +325,13 @@ def laperm_adam_pairs(records: pd.DataFrame, metric: str = "test_accuracy_at_bes
     """
     if records.empty:
         return pd.DataFrame()
-    df = _comparable(records)
-    adams = df[df["optimizer"] == "adam"]
+    df = _comparable(records.reset_index(drop=True))
+    pairs = pair_runs(df, metric)
     order = list(PAPER_ACCURACY)
     rows = []
-    for (exp, variant_name, *key), g in df[df["optimizer"] == "laperm"].groupby(
-            ["experiment", "variant", *COMPARABLE], dropna=False):
+    for (exp, variant_name, *_), g, same in _paired_groups(
+            df, pairs, ["experiment", "variant", *COMPARABLE]):
         first = g.iloc[0]
-        same = _baseline(adams, first["paper_experiment"], dict(zip(COMPARABLE, key)))
-        if not len(same):
-            continue
         rows.append({"experiment": exp, "source": first["source"], "device": first["device"],
                      "scale": first["scale"], "variant": variant_name or "–",
                      "kernels": first["kernels"], "seeds": g["seed"].nunique(),
@@ -566,18 +620,13 @@ def convergence_table(records: pd.DataFrame, histories: pd.DataFrame,
     keys = [c for c in COMPARABLE if c != "scale"]
     longest = df.sort_values("epochs_run").groupby(
         ["experiment", "optimizer", "variant", "seed", *keys], dropna=False).tail(1)
-    adams = longest[longest["optimizer"] == "adam"]
     curves = {run: h.sort_values("epoch")["test_accuracy"].to_numpy()
               for run, h in histories.groupby("run")}
     rows = []
-    for (exp, variant_name, *key), lap in longest[longest["optimizer"] == "laperm"].groupby(
-            ["experiment", "variant", *keys], dropna=False):
+    pairs = pair_runs(longest, by_seed=True, keys=keys)
+    for (exp, variant_name, *_), lap, adam in _paired_groups(
+            longest, pairs, ["experiment", "variant", *keys]):
         first = lap.iloc[0]
-        adam = _baseline(adams, first["paper_experiment"], dict(zip(keys, key)))
-        seeds = set(lap["seed"]) & set(adam["seed"])
-        if not seeds:
-            continue
-        lap, adam = lap[lap["seed"].isin(seeds)], adam[adam["seed"].isin(seeds)]
         runs = {"LaPerm": list(lap["run"]), "Adam": list(adam["run"])}
         common = min(len(curves[r]) for side in runs.values() for r in side)
         row = {"experiment": exp, "device": first["device"], "variant": variant_name or "–",
@@ -610,12 +659,16 @@ def three_evaluations_table(history: pd.DataFrame, epochs=(1, 5, 10, 25, 50, 100
 def records_table(records: pd.DataFrame, metric: str = "test_accuracy_at_best_val"
                   ) -> pd.DataFrame:
     """:func:`comparison_table` for the appendix of every record: each run named with the
-    paper row it counts for when that differs from its experiment."""
+    paper row it counts for when that differs from its experiment, and ``− paper`` only
+    for runs at the paper's scale."""
     t = comparison_table(records, metric).rename(columns={
         "paper experiment": "paper row", "deviation (points)": "− paper (points)",
         "min per run": "minutes per run"})
     t["run"] = [run if run == row else f"{run} (row {row})" if row in PAPER_ACCURACY
                 else f"{run} (no paper row)" for run, row in zip(t["run"], t["paper row"])]
+    # Ours − paper only where the runs are at the paper's scale: a reduced run stops
+    # short of the final accuracy by construction.
+    t.loc[t["scale"] != "paper scale", "− paper (points)"] = "–"
     return t.drop(columns="paper row")
 
 

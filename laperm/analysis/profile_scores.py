@@ -183,6 +183,26 @@ def he_uniform_check(model) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def he_uniform_finding(shown: pd.DataFrame, what: str = "The authors' checkpoint") -> str:
+    """One sentence on :func:`he_uniform_check`'s columns of a score table.
+
+    Says the largest ``max|w| / limit`` over the kernels (at most 1 for a
+    He-uniform draw or any permutation of one) and the range of
+    ``std / (limit/√3)`` (about 1 expected).
+    """
+    top = float(shown["max|w| / limit"].max())
+    low, high = (float(shown["std / (limit/sqrt3)"].min()),
+                 float(shown["std / (limit/sqrt3)"].max()))
+    beyond = int((shown["max|w| / limit"] > 1 + 1e-6).sum())
+    return (f"**{what}, He-uniform check:** "
+            + (f"no kernel holds a value beyond its limit √(6/fan_in) (largest |w| / limit "
+               f"{top:.3f})" if beyond == 0 else
+               f"{beyond} of {len(shown)} kernels hold values beyond their limit √(6/fan_in) "
+               f"(largest |w| / limit {top:.3f})")
+            + f"; std / (limit/√3) ranges over [{low:.2f}, {high:.2f}] across "
+              f"{len(shown)} kernels (1 for a uniform draw).")
+
+
 def missing_checkpoints_note() -> str:
     """What a page says when the authors' checkpoints are not found, and where to get them."""
     return ("**The authors' checkpoints were not found** (looked at the `reference_dir` "

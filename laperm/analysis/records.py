@@ -146,39 +146,47 @@ def load_records(root) -> pd.DataFrame:
     sync) and final_test_accuracy_recalibrated_bn_adam (Adam, statistics
     re-estimated once at the end).
     """
-    number = lambda v: float("nan") if v is None else float(v)
-    rows = []
-    for folder, r in iter_runs(root):
-        settings = run_settings(r)
-        steps = steps_run(r["scale"]["n_train"], r["config"]["batch_size"],
-                          r["scale"]["epochs_run"])
-        rows.append({
-            "run": folder.name,
-            **settings,
-            "n_test": r["scale"].get("n_test"),
-            "paper_experiment": paper_experiment(r["config"]),
-            "best_epoch": r["best_epoch"],
-            "best_val_accuracy": r["best_val_accuracy"],
-            "test_accuracy_at_best_val": r["test_accuracy_at_best_val"],
-            "final_test_accuracy": r["final_test_accuracy"],
-            "final_test_accuracy_stale_bn": number(r.get("final_test_accuracy_stale_bn")),
-            "final_test_accuracy_recalibrated_bn_adam": number(
-                r.get("final_test_accuracy_recalibrated_bn_adam")),
-            "best_test_accuracy_any_epoch": r.get("best_test_accuracy_any_epoch"),
-            "paper_accuracy": r.get("paper_accuracy"),
-            "test_set": r.get("test_set"),
-            "wall_time_s": r.get("wall_time_s"),
-            "accelerator": (r.get("hardware") or {}).get("accelerator"),
-            "device": device_of(r),
-            "engine": r.get("engine") or DEFAULT_ENGINE,
-            "batch_size": r["config"]["batch_size"],
-            "steps": steps,
-            "synced": synced(settings["optimizer"], steps, r["config"]["sync_period"]),
-            "date": r.get("date"),
-            "commit": r.get("commit"),
-            "snapshot_of": r.get("snapshot_of"),
-        })
-    return pd.DataFrame(rows)
+    return pd.DataFrame([record_row(folder.name, r) for folder, r in iter_runs(root)])
+
+
+def runs_records(runs: dict) -> pd.DataFrame:
+    """:func:`load_records` rows of ``{label: (history, result)}`` (a page's runs or
+    :func:`stored_runs`), ``run`` being the label."""
+    return pd.DataFrame([record_row(label, result) for label, (_, result) in runs.items()])
+
+
+def record_row(name: str, r: dict) -> dict:
+    """One row of :func:`load_records`: the run ``name`` and its result record ``r``."""
+    number = lambda v: float("nan") if v is None else float(v)  # noqa: E731
+    settings = run_settings(r)
+    steps = steps_run(r["scale"]["n_train"], r["config"]["batch_size"],
+                      r["scale"]["epochs_run"])
+    return {
+        "run": name,
+        **settings,
+        "n_test": r["scale"].get("n_test"),
+        "paper_experiment": paper_experiment(r["config"]),
+        "best_epoch": r["best_epoch"],
+        "best_val_accuracy": r["best_val_accuracy"],
+        "test_accuracy_at_best_val": r["test_accuracy_at_best_val"],
+        "final_test_accuracy": r["final_test_accuracy"],
+        "final_test_accuracy_stale_bn": number(r.get("final_test_accuracy_stale_bn")),
+        "final_test_accuracy_recalibrated_bn_adam": number(
+            r.get("final_test_accuracy_recalibrated_bn_adam")),
+        "best_test_accuracy_any_epoch": r.get("best_test_accuracy_any_epoch"),
+        "paper_accuracy": r.get("paper_accuracy"),
+        "test_set": r.get("test_set"),
+        "wall_time_s": r.get("wall_time_s"),
+        "accelerator": (r.get("hardware") or {}).get("accelerator"),
+        "device": device_of(r),
+        "engine": r.get("engine") or DEFAULT_ENGINE,
+        "batch_size": r["config"]["batch_size"],
+        "steps": steps,
+        "synced": synced(settings["optimizer"], steps, r["config"]["sync_period"]),
+        "date": r.get("date"),
+        "commit": r.get("commit"),
+        "snapshot_of": r.get("snapshot_of"),
+    }
 
 
 def latest_snapshots(records: pd.DataFrame) -> pd.DataFrame:

@@ -256,19 +256,28 @@ def pitfalls_table(checks: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def pitfalls_sentences(checks: pd.DataFrame) -> list[str]:
+def pitfalls_sentences(checks: pd.DataFrame, by_group: bool = False) -> list[str]:
     """The worst cost of stale BatchNorm statistics (where measured), and the optimism
     of choosing the epoch on the test set over every run.
 
     Args:
         checks: :func:`laperm.analysis.comparisons.measurement_checks`.
+        by_group: name the worst row of :func:`pitfalls_table` (a mean over its seeds,
+            the number the table beside the sentence shows) rather than the worst run.
     """
     if checks is None or not len(checks):
         return []
     checks = _with_check_columns(checks)
     found = []
     worst_stale = checks["mean_recalibrated_minus_stale"].max()
-    if worst_stale == worst_stale:
+    if by_group and worst_stale == worst_stale:
+        table = pitfalls_table(checks)
+        stale = pd.to_numeric(table["re-estimated − stale BatchNorm"].replace("–", None))
+        row = table.loc[stale.idxmax()]
+        found.append(f"Stale BatchNorm statistics cost up to {stale.max():.1f} points of test "
+                     f"accuracy on average over epochs ({row['run']}, {row['scale']}, mean "
+                     f"of {_seeds(int(row['seeds']))}).")
+    elif worst_stale == worst_stale:
         row = checks.loc[checks["mean_recalibrated_minus_stale"].idxmax()]
         found.append(f"Stale BatchNorm statistics cost up to {worst_stale * 100:.1f} points "
                      f"of test accuracy on average over epochs ({row['experiment']}, "

@@ -49,7 +49,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from laperm.analysis.comparisons import only_synced
+from laperm.analysis.comparisons import only_synced, pair_runs
 from laperm.analysis.records import DEFAULT_ENGINE, latest_snapshots
 from laperm.paper import EXPERIMENTS, PAPER_ACCURACY, ROWS, TEST_IMAGES, TRAIN_IMAGES
 
@@ -203,13 +203,13 @@ def verdict_groups(records: pd.DataFrame) -> pd.DataFrame:
         One row per group (:data:`GROUP`) of a paper experiment: those columns,
         ``paper, n, seeds`` (their numbers), ``mean, low, high, n_test,
         images_seen, date`` (the latest), ``status, differs`` and ``adam``,
-        ``adam_n`` (the Adam runs that share every column of :data:`GROUP`,
-        the mean over their seeds).
+        ``adam_n`` (the group's Adam baseline by
+        :func:`laperm.analysis.comparisons.pair_runs`, the mean over its seeds).
     """
     df = _prepared(latest_snapshots(records)) if len(records) else records
     if df.empty:
         return pd.DataFrame()
-    adams = df[df["optimizer"] == "adam"]
+    pairs = pair_runs(df)
     rows = []
     lap = df[(df["optimizer"] == "laperm") & df["experiment"].isin(PAPER_ACCURACY)]
     for key, g in lap.groupby(GROUP, dropna=False, sort=False):
@@ -220,7 +220,8 @@ def verdict_groups(records: pd.DataFrame) -> pd.DataFrame:
         paper = PAPER_ACCURACY[group["experiment"]]
         paper_scale = group["scale"] == "paper scale"
         settings = paper_scale and group["precision"] == PAPER_PRECISION
-        adam = adams[np.logical_and.reduce([adams[c] == v for c, v in group.items()])]
+        adam = df.loc[sorted(set().union(
+            *pairs.loc[pairs.index.intersection(g.index), "adam_index"]))]
         rows.append({
             **group, "paper": paper, "n": len(g), "seeds": sorted(g["seed"].tolist()),
             "mean": mean, "low": low, "high": high, "n_test": n_test,

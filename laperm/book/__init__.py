@@ -21,6 +21,8 @@ One job per module:
   import torch or JAX) training the same network;
 * :mod:`laperm.book.tables`: plain HTML tables and computed sentences of the Results pages;
 * :mod:`laperm.book.status`: the Status page's table of every section's last execution;
+* :mod:`laperm.book.inputs`: the one notice of a page whose inputs are missing, and what
+  it skipped (kept in the status record);
 * :mod:`laperm.book.knobs`: the profiles and the parameters sections accept;
 * :mod:`laperm.book.layout`: where sources, records and build outputs are;
 * :mod:`laperm.book.source`: one page file (``book/<section>.md``, a MyST

@@ -6,7 +6,9 @@
   :func:`show_verdict` renders it as an HTML table whose rows link to the page
   with the evidence;
 * :func:`show_findings` ends a page with "What this page found": a list of
-  sentences the page computed from its own results.
+  sentences the page computed from its own results (a Section 5 page folds it:
+  :func:`laperm.book.finding_box.show_folded`); its LaPerm − Adam gaps pair runs by
+  :func:`laperm.analysis.comparisons.pair_runs` (:func:`table_pairs`).
 * :func:`page_findings` gathers a Section 5 page's sentences in the book's
   order (its runs, its checks, the committed runs and what they support),
   built by :func:`run_findings`, :func:`best_and_worst`,
@@ -22,7 +24,7 @@ import json
 import pandas as pd
 
 from laperm.analysis import records as R
-from laperm.analysis.comparisons import results_table
+from laperm.analysis.comparisons import COMPARABLE, pair_runs, results_table
 from laperm.analysis.verdict import (MIN_SEEDS, PAPER_PRECISION, Z, authors_code_sentences,
                                      binomial_se, counts, gap_closed, status_kind,
                                      verdict_groups, verdict_table)
@@ -76,12 +78,13 @@ def verdict_html(table: pd.DataFrame) -> str:
 
     Columns: the paper's row and number, ours (mean over seeds and the 95 %
     interval, :mod:`laperm.analysis.verdict`), seeds, test images, Adam at the same
-    settings, what differs from the paper's settings, the status and why.
+    settings, what differs from the paper's settings, the status and, under it, why
+    (8 columns: a section page's most, ``scripts/check_pages.py``).
     """
     pct = lambda v: "–" if v != v else f"{v:.2%}"  # noqa: E731
     head = ("<thead><tr><th>row of the paper</th><th>paper</th><th>LaPerm (ours): mean "
             "[95% interval]</th><th>seeds</th><th>test images (paper)</th><th>Adam (ours)</th>"
-            "<th>differs from the paper</th><th>status</th><th>why</th></tr></thead>")
+            "<th>differs from the paper</th><th>status (and why)</th></tr></thead>")
     body = []
     for r in table.itertuples():
         name = html.escape(row_label(r.experiment))
@@ -92,11 +95,12 @@ def verdict_html(table: pd.DataFrame) -> str:
         adam = pct(r.adam) + (f" <small>({r.adam_n} seed{'s' * (r.adam_n > 1)})</small>"
                               if r.adam_n else "")
         colour = STATUS_COLOURS.get(status_kind(r.status), "white")
-        body.append(
-            f"<tr><td>{name}</td><td>{pct(r.paper)}</td><td>{ours}</td><td>{r.n}</td>"
+        body.append(  # the id: the anchor of the row's link from its page's finding box
+            f'<tr><td id="verdict-{html.escape(r.experiment)}">{name}</td><td>{pct(r.paper)}</td>'
+            f"<td>{ours}</td><td>{r.n}</td>"
             f"<td>{n_test}</td><td>{adam}</td><td>{html.escape(r.differs or '–')}</td>"
-            f'<td style="background:{colour}"><b>{html.escape(r.status)}</b></td>'
-            f"<td>{html.escape(r.why)}</td></tr>")
+            f'<td style="background:{colour}"><b>{html.escape(r.status)}</b>'
+            f"<br><small>{html.escape(r.why)}</small></td></tr>")  # 8 columns: the page's width
     return (f'<table class="dataframe verdict" border="0">{head}<tbody>{"".join(body)}'
             "</tbody></table>")
 
@@ -154,13 +158,39 @@ def show_findings(lines: list[str],
     display(Markdown(text))
 
 
-def run_findings(table: pd.DataFrame) -> list[str]:
+def table_pairs(table: pd.DataFrame, runs: dict | None = None) -> pd.DataFrame:
+    """:func:`laperm.analysis.comparisons.pair_runs` of the runs of a
+    :func:`~laperm.analysis.comparisons.results_table`, seed by seed.
+
+    The table gives each run's row of the paper's table, optimizer, scale and seed;
+    ``runs`` (the ``{label: (history, result)}`` the table was made of), where given,
+    adds what else must agree (input, training images, precision, kernels, device,
+    engine).
+    """
+    optimizer = table["optimizer"].map({"Adam": "adam", "LaPerm (inner Adam)": "laperm"})
+    frame = pd.DataFrame({
+        "run": table.index, "experiment": table["paper row"],
+        "paper_experiment": table["paper row"], "seed": table["seed"],
+        "scale": table["scale"], "optimizer": optimizer.fillna("laperm"),
+        "synced": optimizer.notna(),  # "LaPerm, never synced": no pair
+        "test_accuracy_at_best_val": table["test acc at best val"]}, index=table.index)
+    usable = {k: v for k, v in (runs or {}).items()
+              if k in table.index and isinstance(v, tuple) and len(v) == 2
+              and isinstance(v[1], dict)}
+    if usable and len(usable) == len(table):
+        extra = [c for c in COMPARABLE if c not in ("source", "scale")]
+        frame = frame.join(R.runs_records(usable).set_index("run")[extra])
+    return pair_runs(frame.reset_index(drop=True), by_seed=True)
+
+
+def run_findings(table: pd.DataFrame, runs: dict | None = None) -> list[str]:
     """Sentences about a page's runs, from :func:`laperm.analysis.comparisons.results_table`.
 
     One sentence per run (test accuracy at the best validation epoch, its
     scale and, for LaPerm, the paper's number where there is one), then the
-    gap between each LaPerm run and the Adam run of the same row of the
-    paper's table, scale and seed (none for a LaPerm run that never synced).
+    gap between each LaPerm run and its Adam baseline of the same seed
+    (:func:`table_pairs`: :func:`laperm.analysis.comparisons.pair_runs`, the
+    rule every page pairs by; none for a LaPerm run that never synced).
     """
     if table is None or not len(table):
         return []
@@ -170,14 +200,11 @@ def run_findings(table: pd.DataFrame) -> list[str]:
         if r.get("paper") == r.get("paper") and r.get("paper") is not None:
             text += f"; paper {r['paper']:.2%}"
         lines.append(text + ").")
-    adam = table[table["optimizer"] == "Adam"]
-    for label, r in table[table["optimizer"] == "LaPerm (inner Adam)"].iterrows():
-        same = adam[(adam["scale"] == r["scale"]) & (adam["paper row"] == r["paper row"])
-                    & (adam["seed"] == r["seed"])]
-        if len(same):
-            gap = (r["test acc at best val"] - same["test acc at best val"].iloc[0]) * 100
-            lines.append(f"{label} − {same.index[0]}: {gap:+.2f} points at the same scale "
-                         "and seed.")
+    for _, p in table_pairs(table, runs).iterrows():
+        adam = (p["adam_runs"][0] if len(p["adam_runs"]) == 1
+                else "the mean of " + ", ".join(p["adam_runs"]))
+        lines.append(f"{p['run']} − {adam}: {p['LaPerm − Adam (points)']:+.2f} points at the "
+                     "same scale and seed.")
     return lines
 
 
@@ -198,7 +225,7 @@ def readme_title(table: pd.DataFrame) -> str:
 
 
 def page_findings(table: pd.DataFrame | None = None, *, checks=(), stored: dict | None = None,
-                  committed: dict | None = None) -> list[str]:
+                  committed: dict | None = None, runs: dict | None = None) -> list[str]:
     """The sentences of a Section 5 page's "What this page found", in the book's order.
 
     Args:
@@ -210,10 +237,13 @@ def page_findings(table: pd.DataFrame | None = None, *, checks=(), stored: dict 
             each prefixed ``"Committed: "``.
         committed: ``{topic: sentences}`` about the committed records, each
             prefixed ``"Committed, <topic>: "`` (no prefix for topic None).
+        runs: the ``{label: (history, result)}`` ``table`` was made of: its pairs
+            then also agree on input, precision, kernels and device (:func:`table_pairs`).
     """
-    lines = run_findings(table) + list(checks)
+    lines = run_findings(table, runs) + list(checks)
     if stored:
-        lines += [f"Committed: {line}" for line in run_findings(results_table(stored))]
+        lines += [f"Committed: {line}"
+                  for line in run_findings(results_table(stored), stored)]
     for topic, sentences in (committed or {}).items():
         lines += [line if topic is None else f"Committed, {topic}: {line}" for line in sentences]
     return lines
@@ -228,16 +258,28 @@ def best_and_worst(table: pd.DataFrame, by: str = "k") -> list[str]:
 
     Returns:
         ``["Best k here: 10 (97.00%); worst: k = 250 (95.00%); Adam 97.50% (<scale>)."]``,
-        or ``[]`` without a LaPerm run.
+        or ``[]`` without a LaPerm run. Where the table counts ``syncs``, a run that never
+        synced is no candidate for best or worst (it is Adam projected once onto the
+        permutations of θ0): the sentence names it apart.
     """
     lap = table[table["optimizer"] != "Adam"].sort_values(by)
     if not len(lap):
         return []
     acc = "test acc at best val"
-    best, worst = lap.loc[lap[acc].idxmax()], lap.loc[lap[acc].idxmin()]
     adam = table[table["optimizer"] == "Adam"].iloc[0]
+    never = lap[lap["syncs"] == 0] if "syncs" in lap.columns else lap.iloc[:0]
+    lap = lap.drop(index=never.index)
+    apart = (f"; {', '.join(f'{by} = {v:.0f}' for v in never[by])} never synced in "
+             "this run" if len(never) else "")
+    if len(lap) == 0:
+        return [f"No LaPerm run synced here{apart.replace('; ', ' (', 1)}); "
+                f"Adam {adam[acc]:.2%} ({adam['scale']})."]
+    best, worst = lap.loc[lap[acc].idxmax()], lap.loc[lap[acc].idxmin()]
+    if len(lap) == 1:
+        return [f"Only {by} = {best[by]:.0f} synced here ({best[acc]:.2%}){apart}; "
+                f"Adam {adam[acc]:.2%} ({adam['scale']})."]
     return [f"Best {by} here: {best[by]:.0f} ({best[acc]:.2%}); worst: {by} = {worst[by]:.0f} "
-            f"({worst[acc]:.2%}); Adam {adam[acc]:.2%} ({adam['scale']})."]
+            f"({worst[acc]:.2%}){apart}; Adam {adam[acc]:.2%} ({adam['scale']})."]
 
 
 def permutation_findings(checks: pd.DataFrame, configs: dict) -> list[str]:

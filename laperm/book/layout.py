@@ -52,10 +52,14 @@ def reference_dir(explicit=None) -> Path | None:
     Looks at ``explicit``, then ``$LAPERM_REFERENCE_DIR``, then
     ``../shared/reference/pretrained`` beside the project; the first folder
     holding ``.h5`` files wins.  None when there is none (pages then say where
-    to get the files).
+    to get the files).  A set ``$LAPERM_REFERENCE_DIR`` is a choice: the folder
+    beside the project is then not looked at (so an empty folder there shows a
+    page as a reader without the files sees it).
     """
     root = project_root(required=False)
     beside = root.parent / "shared" / "reference" / "pretrained" if root else None
+    if os.environ.get("LAPERM_REFERENCE_DIR"):
+        beside = None
     for candidate in (explicit, os.environ.get("LAPERM_REFERENCE_DIR"), beside):
         if candidate and Path(candidate).is_dir() and any(Path(candidate).glob("*.h5")):
             return Path(candidate)

@@ -27,10 +27,13 @@ from typing import Any
 
 from laperm import experiment, viz
 from laperm.analysis import comparisons, records
+from laperm.analysis.labels import (duration, experiment_label, settings_label,
+                                   short_run_labels)
 from laperm.atomic import atomic_write_json
 from laperm.book.display import show_figures_fitted
 from laperm.book.knobs import PROFILE_DESCRIPTIONS, PROFILE_NAMES, check_parameters
 from laperm.book.layout import build_dir, results_dir, status_dir
+from laperm.book.tables import MAX_COLUMNS, column_chunks, reader_words
 from laperm.config import experiment_name
 from laperm.paper import PAPER_ACCURACY
 from laperm.reproduce import run_name
@@ -77,6 +80,8 @@ class Section:
     started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %Z"))
     scale_notes: list = field(default_factory=list)
     run_scales: list = field(default_factory=list)
+    skipped_parts: list = field(default_factory=list)  # laperm.book.inputs
+    missing_inputs: list = field(default_factory=list)
     banner_handle: Any = None
 
     def __getattr__(self, name):
@@ -293,6 +298,8 @@ def finish(sec: Section, extra: dict | None = None) -> dict:
         "params": sec.params,
         "overridden": sec.overridden,
         "scale_notes": sec.scale_notes,
+        "skipped_parts": sec.skipped_parts,
+        "missing_inputs": sec.missing_inputs,
         "wall_time_s": round(time.perf_counter() - sec.started, 1),
         "started_at": sec.started_at,
         **env,
@@ -345,11 +352,34 @@ def split_constant_columns(df):
     return df.drop(columns=constant), caption
 
 
+#: Which columns of a run table stay when there are too many, most important first.
+_COLUMN_PRIORITY = ("test acc at best val", "optimizer", "paper", "k", "p", "final test acc",
+                    "scale", "wall time", "seed", "syncs", "hardware", "best val acc",
+                    "best test acc, any epoch", "paper row", "date")
+
+
+def section_columns(df, limit: int = MAX_COLUMNS - 1):
+    """``(df with at most limit columns, [the names of the columns left out])``.
+
+    The columns kept are the first ``limit`` of :data:`_COLUMN_PRIORITY` (then
+    any other, in order) and keep their order in ``df``; a section page's table
+    then fits its column (:data:`MAX_COLUMNS` with the row labels).
+    """
+    if len(df.columns) <= limit:
+        return df, []
+    rank = {c: i for i, c in enumerate(_COLUMN_PRIORITY)}
+    ordered = sorted(df.columns, key=lambda c: rank.get(c, len(rank)))
+    keep = set(ordered[:limit])
+    return df[[c for c in df.columns if c in keep]], [c for c in df.columns if c not in keep]
+
+
 def show_table(df) -> None:
     """Display a :func:`laperm.analysis.comparisons.results_table` with percentages.
 
     Columns with the same value in every row become the caption; the step
-    count is left out (the scale says how long each run was).
+    count is left out (the scale says how long each run was); wall times are
+    read in seconds, minutes or hours; at most :data:`MAX_COLUMNS` columns are
+    shown (:func:`section_columns`), the caption names the others.
     """
     import html
 
@@ -358,14 +388,22 @@ def show_table(df) -> None:
     df = df.drop(columns=[c for c in ("steps",) if c in df.columns])
     if "optimizer" in df.columns:
         df = df.assign(optimizer=df["optimizer"].replace({"LaPerm (inner Adam)": "LaPerm"}))
+    if "wall time (s)" in df.columns:
+        df = df.assign(**{"wall time (s)": df["wall time (s)"].map(duration)}).rename(
+            columns={"wall time (s)": "wall time"})
     df, caption = split_constant_columns(df)
+    df, left_out = section_columns(df)
+    caption = " ".join(filter(None, [
+        caption and f"All rows: {caption}.",
+        left_out and ("Not shown here: " + ", ".join(left_out)
+                      + " (page 7.1 lists every column of the committed runs).")]))
     style = df.style.format({k: v for k, v in _FORMATS.items() if k in df.columns}, na_rep="—")
     # Run names are long and have no spaces: let the browser break them after
     # an underscore, so that a table of many runs fits the page's column.
     style = style.format_index(lambda name: html.escape(str(name)).replace("_", "_<wbr>"),
                                axis=0)
     if caption:
-        style = style.set_caption(f"All rows: {caption}.")
+        style = style.set_caption(caption)
     display(style)
 
 
@@ -411,14 +449,63 @@ def show_compact(df, precision: int = 3, caption: str = "") -> None:
     import pandas as pd
     from IPython.display import display
 
-    df, constant = split_constant_columns(df)
-    style = df.style.format(precision=precision, na_rep="—")
-    if isinstance(df.index, pd.RangeIndex):
-        style = style.hide(axis="index")
+    df, constant = split_constant_columns(reader_words(df))
+    if len(df.columns) + 1 > MAX_COLUMNS and len(df) <= 3 and df.index.is_unique:
+        # a wide table of a few rows reads better turned: one row per column
+        df = df.T.rename_axis(None).rename(columns=str)
+    plain = isinstance(df.index, pd.RangeIndex)  # no row labels shown
+    labels = 0 if plain else df.index.nlevels  # the row labels' columns
     text = "; ".join(t for t in (caption, f"all rows: {constant}" if constant else "") if t)
-    if text:
-        style = style.set_caption(text[0].upper() + text[1:] + ".")
-    display(style)
+    # a wide table: several, each at most MAX_COLUMNS wide with the row labels
+    for i, chunk in enumerate(column_chunks(df, MAX_COLUMNS - labels, keys=int(plain))):
+        style = chunk.style.format(precision=precision, na_rep="—")
+        if plain:
+            style = style.hide(axis="index")
+        if text and i == 0:
+            style = style.set_caption(text[0].upper() + text[1:] + ".")
+        display(style)
+
+
+#: The most curves a figure draws: more cannot have colours a reader tells apart.
+MAX_CURVES = 8
+
+
+def stored_curves(found: dict) -> dict:
+    """``{legend label: [history of each seed]}`` of committed runs: the seeds of one
+    experiment, optimizer, scale and settings together (a curve averages them).
+
+    Labels are short: ``"Conv2 LaPerm (91 of 125 epochs)"``, ``"Conv2 Adam [bf16]"``.
+    """
+    curves: dict = {}
+    for history, result in found.values():
+        if history is not None:
+            label = (f"{experiment_label(experiment_name(result['name']))} "
+                     f"{'LaPerm' if result['optimizer'] == 'laperm' else 'Adam'}")
+            if result["scale"]["is_reduced"]:  # never average over different scales
+                label += f" ({result['scale']['label'].removeprefix('reduced: ')})"
+            variant = records.run_settings(result)["variant"]
+            if variant:  # nor over inputs or precisions
+                label += f" [{settings_label(variant)}]"
+            curves.setdefault(label, []).append(history)
+    return curves
+
+
+def curves_shown(curves: dict, limit: int = MAX_CURVES) -> list:
+    """The labels of :func:`stored_curves` a figure draws: all of them when they are at
+    most ``limit``; else first the longest curve of each model and optimizer (the label
+    up to ``LaPerm`` or ``Adam``), then the longest others, ``limit`` in all, in their order."""
+    import re
+
+    if len(curves) <= limit:
+        return list(curves)
+    epochs = {label: max(len(h) for h in histories) for label, histories in curves.items()}
+    by_length = sorted(curves, key=lambda label: -epochs[label])
+    group = {label: (re.match(r"(.*? (?:LaPerm|Adam))\b", label) or [label])[0]
+             for label in curves}
+    first = list({group[label]: label for label in reversed(by_length)}.values())
+    chosen = sorted(first, key=lambda label: -epochs[label])[:limit]
+    chosen += [label for label in by_length if label not in chosen][:limit - len(chosen)]
+    return [label for label in curves if label in set(chosen)]
 
 
 def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
@@ -438,6 +525,7 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
         ``{folder name: (history, result)}`` of the records shown.
     """
     import matplotlib.pyplot as plt
+    import pandas as pd
     from IPython.display import Markdown, display
 
     found = records.stored_runs(names, root or results_dir())
@@ -453,7 +541,7 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
     results = [r for _, r in found.values()]
     table["hardware"] = [hardware_label(r.get("hardware")) for r in results]
     table["date"] = [str(r.get("date", "?"))[:10] for r in results]
-    show_table(table)
+    show_table(table.set_axis(pd.Index(short_run_labels(table.index), name="run")))
     # Several seeds of one experiment: mean and standard deviation (never over
     # different inputs or precisions: the run names carry them, records.variant).
     table["experiment"] = [experiment_name(r["name"]) for r in results]
@@ -463,29 +551,26 @@ def show_stored_runs(names, paper_names: dict | None = None, root=None) -> dict:
         summary = groups["test acc at best val"].agg(["count", "mean", "std"])
         summary.columns = ["seeds", "test acc at best val: mean", "sd"]
         summary["paper"] = groups["paper"].first()
+        summary = summary.reset_index().rename(columns={"variant": "settings"})
+        summary["settings"] = summary["settings"].map(settings_label)
+        summary["experiment"] = summary["experiment"].map(experiment_label)
+        summary["optimizer"] = summary["optimizer"].replace({"LaPerm (inner Adam)": "LaPerm"})
         display(summary.style.format({"test acc at best val: mean": "{:.2%}", "sd": "{:.2%}",
-                                      "paper": "{:.2%}"}, na_rep="—"))
+                                      "paper": "{:.2%}"}, na_rep="—").hide(axis="index"))
     # Curves: the seeds of one experiment and optimizer are averaged (band: sd).
-    curves: dict = {}
-    for history, result in found.values():
-        if history is not None:
-            label = (f"{experiment_name(result['name'])} "
-                     f"{'LaPerm' if result['optimizer'] == 'laperm' else 'Adam'}")
-            if result["scale"]["is_reduced"]:  # never average over different scales
-                label += f" ({result['scale']['label']})"
-            variant = records.run_settings(result)["variant"]
-            if variant:  # nor over inputs or precisions
-                label += f" [{variant}]"
-            curves.setdefault(label, []).append(history)
+    curves = stored_curves(found)
     if curves:
-        import pandas as pd
-
-        paper_lines = {f"paper ({key})": PAPER_ACCURACY[key]
+        shown = curves_shown(curves)
+        paper_lines = {f"paper ({experiment_label(key)})": PAPER_ACCURACY[key]
                        for folder, key in paper_of.items()
                        if key in PAPER_ACCURACY and found[folder][1]["optimizer"] == "laperm"}
-        viz.plot_run_curves({label: pd.concat(h, ignore_index=True) for label, h in curves.items()},
-                            paper_lines=paper_lines,
-                            suptitle=stored_runs_title(results, curves))
+        title = stored_runs_title(results, curves)
+        if len(shown) < len(curves):
+            title += (f"; the longest {len(shown)} of {len(curves)} curves "
+                      "(every run is in the table)")
+        viz.plot_run_curves({label: pd.concat(curves[label], ignore_index=True)
+                             for label in shown},
+                            paper_lines=paper_lines, suptitle=title)
         plt.show()
     return found
 

@@ -13,14 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-import pandas as pd
 
 from laperm import data, pruning, viz
 from laperm.analysis import comparisons, records, verdict
 from laperm.analysis.verdict import binomial_se
 from laperm.book.layout import reference_dir as reference_dir_of
 from laperm.book.layout import results_dir
-from laperm.book.page import plot_curves, show_compact
+from laperm.analysis.labels import short_run_label
+from laperm.book.page import plot_curves
+from laperm.book.tables import show_frame, three_evaluations_display
 from laperm.paper import EXPERIMENTS, PAPER_ACCURACY, TRAIN_IMAGES, paper_config
 
 #: The parameters of a page that scale its runs: ``ExperimentConfig`` fields a profile sets.
@@ -209,7 +210,7 @@ def three_evaluation_histories(stored: dict, longest: bool = False) -> dict:
     for folder, (history, result) in stored.items():
         if result["optimizer"] != "laperm" or not records.has_three_evaluations(history):
             continue
-        title = f"{folder}: {len(history)} epochs"
+        title = f"{short_run_label(folder)}: {len(history)} epochs"
         three[title] = history
         settings = records.run_settings(result)
         key = (settings["experiment"], settings["variant"])
@@ -231,12 +232,19 @@ def show_three_evaluations(stored: dict, longest: bool = False) -> None:
     import matplotlib.pyplot as plt
     from IPython.display import Markdown, display
 
-    fig = viz.plot_three_evaluations(three_evaluation_histories(stored))
+    # the figure: the longest run of each model, input and precision (small multiples)
+    shown, every = (three_evaluation_histories(stored, longest=True),
+                    three_evaluation_histories(stored))
+    fig = viz.plot_three_evaluations(shown)
     if fig is None:
         display(Markdown("_No committed LaPerm record of these models has the three evaluations "
                          "yet._"))
         return
     plt.show()
+    if len(shown) < len(every):
+        display(Markdown(f"_The figure shows the longest run of each model, input and "
+                         f"precision: {len(shown)} of the {len(every)} runs that record the "
+                         "three evaluations._"))
     if longest:
         display(Markdown("The longest run of each model (and of each input or precision), at a "
                          "few epochs; the learning rate decays, so the gap should shrink:"))
@@ -244,7 +252,7 @@ def show_three_evaluations(stored: dict, longest: bool = False) -> None:
         display(Markdown(f"**{title}**" if longest else
                          f"**{title}**, at a few epochs (the learning rate decays, so the gap "
                          "should shrink):"))
-        show_compact(comparisons.three_evaluations_table(history), precision=4)
+        show_frame(three_evaluations_display(comparisons.three_evaluations_table(history)))
 
 
 def unsynced_note(unsynced: dict) -> str:
@@ -252,7 +260,9 @@ def unsynced_note(unsynced: dict) -> str:
     if not unsynced:
         return "Every stored LaPerm run synced at least once."
     return ("Stored LaPerm runs that **never synced** (Adam runs under another name; their "
-            "*paper* column above does not apply): " + "; ".join(unsynced.values()) + ".")
+            "*paper* column above does not apply): "
+            + "; ".join(short_run_label(name) + text.removeprefix(name) if text.startswith(name)
+                        else text for name, text in unsynced.items()) + ".")
 
 
 def paper_scale_steps(experiment: str, held_out: int = 0) -> str:
@@ -270,14 +280,22 @@ def paper_scale_steps(experiment: str, held_out: int = 0) -> str:
             f"{cfg.sync_period}")
 
 
-def paper_scale_hours(models) -> pd.DataFrame:
-    """:func:`laperm.analysis.verdict.paper_scale_hours` of the committed records, for ``models``.
+def paper_scale_hours(models):
+    """:func:`laperm.analysis.verdict.paper_scale_hours` of the committed records, for ``models``,
+    as a table to read (a pandas ``Styler``: no index, the model's name, images per second
+    rounded, hours to 0.1).
 
     The hours one paper-scale run of each model takes at the rate the
-    committed runs trained, per device (rounded to 0.1 h).
+    committed runs trained, per device.
     """
+    from laperm.analysis.labels import experiment_label
+
     hours = verdict.paper_scale_hours(records.load_records(results_dir()))
-    return hours[hours["model"].isin(list(models))].round(1)
+    hours = hours[hours["model"].isin(list(models))].reset_index(drop=True)
+    hours = hours.assign(model=hours["model"].map(experiment_label)).rename(
+        columns={"images_per_s": "images per second", "hours": "hours per paper-scale run"})
+    return hours.style.hide(axis="index").format(
+        {"images per second": "{:,.0f}", "hours per paper-scale run": "{:.1f}"})
 
 
 def authors_file(name: str, reference_dir=None) -> Path | None:

@@ -30,6 +30,16 @@ def _commit(commit: str | None) -> str:
     return commit[:10] + ("+dirty" if commit.endswith("+dirty") else "")
 
 
+#: A status record written before sections recorded their skipped parts and missing inputs.
+NOT_RECORDED = "not recorded"
+
+
+def _listed(record: dict, key: str) -> str:
+    if key not in record:
+        return NOT_RECORDED
+    return "; ".join(record[key]) or "–"
+
+
 def status_table(records: list[dict], sections: list[str], this_section: str, profile: str,
                  kernel_times: dict | None = None) -> pd.DataFrame:
     """One row per section: its profile, overridden parameters, hardware, times, commit.
@@ -46,7 +56,9 @@ def status_table(records: list[dict], sections: list[str], this_section: str, pr
     Returns:
         Columns ``section, profile, state`` (``executed``, ``not executed`` or ``this page``)
         and, for executed sections, ``overridden, hardware, wall time (s), with kernel start (s),
-        date (UTC), commit, scale notes``.
+        date (UTC), commit, scale notes``, ``time against budget`` (:func:`budget_share`),
+        ``parts skipped`` and ``inputs missing`` (what :mod:`laperm.book.inputs` recorded;
+        ``–`` where none).
     """
     by_name = {r["section"]: r for r in records}
     kernel_times = kernel_times or {}
@@ -67,8 +79,25 @@ def status_table(records: list[dict], sections: list[str], this_section: str, pr
                 "date (UTC)": str(r.get("date") or r.get("started_at"))[:16].replace("T", " "),
                 "commit": _commit(r.get("commit")),
                 "scale notes": "; ".join(r.get("scale_notes", [])) or "–",
+                "time against budget": budget_share(
+                    kernel_times.get(name, {}).get("wall_time_s") or r.get("wall_time_s"),
+                    r["profile"]),
+                "parts skipped": _listed(r, "skipped_parts"),
+                "inputs missing": _listed(r, "missing_inputs"),
             })
     return pd.DataFrame(rows)
+
+
+def budget_share(seconds, profile: str) -> str:
+    """A section's time as a share of its profile's budget for the whole book
+    (:data:`BOOK_BUDGET_MIN`): ``"0.5 min, 5% of 10"``; ``"–"`` without a time, and
+    the minutes alone for a profile without a budget (``paper``)."""
+    if seconds is None or seconds != seconds:
+        return "–"
+    minutes = float(seconds) / 60
+    budget = BOOK_BUDGET_MIN.get(profile)
+    return (f"{minutes:.1f} min, {100 * minutes / budget:.0f}% of {budget}" if budget
+            else f"{minutes:.1f} min (no budget)")
 
 
 def build_status_table(this_section: str, profile: str,
@@ -123,19 +152,38 @@ def scale_notes(table: pd.DataFrame) -> list[str]:
             if r.get("scale notes") not in (None, "–") and r.get("scale notes") == r.get("scale notes")]
 
 
+def skipped_notes(table: pd.DataFrame) -> list[str]:
+    """``"**section**: parts skipped ...; inputs missing ..."`` for every section that
+    recorded a skipped part or a missing input."""
+    notes = []
+    for _, r in table.iterrows():
+        skipped, missing = (r.get(c) for c in ("parts skipped", "inputs missing"))
+        parts = [f"{label} {value}" for label, value in
+                 (("skipped:", skipped), ("missing:", missing))
+                 if isinstance(value, str) and value not in ("–", NOT_RECORDED)]
+        if parts:
+            notes.append(f"**{r['section']}**: " + "; ".join(parts))
+    return notes
+
+
 def show_status(table: pd.DataFrame) -> None:
     """Display the table in a notebook: the profiles, the table (constant columns said once
     above it), and each section's scale notes."""
     from IPython.display import HTML, Markdown, display
 
     display(Markdown(profiles_sentence(table)))
-    shown, constant = split_constant_columns(table.drop(columns=["scale notes"], errors="ignore"))
+    shown, constant = split_constant_columns(table.drop(
+        columns=["scale notes", "parts skipped", "inputs missing"], errors="ignore"))
     if constant:
         display(Markdown(f"Every executed section: {constant}."))
     display(HTML(shown.astype(object).fillna("–").to_html(index=False, classes="dataframe",
                                                            border=0)))
     if notes := scale_notes(table):
         display(Markdown("Scale of each section's runs:\n\n" + "\n".join(f"* {n}" for n in notes)))
+    skipped = skipped_notes(table)
+    display(Markdown("Parts not run, and inputs missing:\n\n" + "\n".join(f"* {n}" for n in skipped)
+                     if skipped else "Every executed section that records it ran every part, "
+                     "with every input."))
 
 
 def versions_table() -> pd.DataFrame:

@@ -266,3 +266,73 @@ def findings(epochs: int, sync_period: int, theta0, theta, acc: dict, n_test: in
                      f"values changed place, against {last['middle']:.0%} of those nearest the "
                      "median.")
     return lines
+
+
+# --------------------------------------------------------------------------
+# The lecture's other figures: the saw-tooth (5.3) and digits of two values (5.5)
+# --------------------------------------------------------------------------
+
+#: How many sync periods the page's saw-tooth run lasts.
+SAWTOOTH_PERIODS = 6
+
+
+def sawtooth_rows(train, probe, sync_period: int, learning_rate: float, seed: int = 0,
+                  periods: int = SAWTOOTH_PERIODS) -> pd.DataFrame:
+    """The probe accuracy after every step of a fresh LaPerm run of the page's model
+    (Section 5.3's saw-tooth, :class:`laperm.method.callbacks.SyncProbe`).
+
+    The model is the page's ``Dense(10)`` drawn with ``seed``, trained for
+    ``periods * sync_period`` steps of :data:`BATCH_SIZE` images (the training images
+    taken in order, from the start again when they run out).
+
+    Args:
+        train: ``(x, y)`` training images and labels.
+        probe: ``(x, y)`` the images the accuracy is measured on.
+        sync_period: k.
+        learning_rate: the inner Adam's.
+        seed: the model's and the shuffling's seed.
+        periods: sync periods the run lasts.
+
+    Returns:
+        ``SyncProbe.rows``: ``step``, ``accuracy``, ``weights`` (inner or synchronised).
+    """
+    from laperm.method.callbacks import SyncProbe
+    from laperm.method.optimizer import LaPerm
+
+    steps = periods * sync_period
+    index = np.arange(steps * BATCH_SIZE) % len(train[0])
+    keras.utils.set_random_seed(seed)
+    model = models.f1(use_bias=False)
+    model.compile(optimizer=LaPerm(keras.optimizers.Adam(learning_rate), sync_period=sync_period),
+                  loss="sparse_categorical_crossentropy")
+    probe_cb = SyncProbe(*probe)
+    model.fit(train[0][index], train[1][index], batch_size=BATCH_SIZE, epochs=1, shuffle=False,
+              callbacks=[probe_cb], verbose=0)
+    return pd.DataFrame(probe_cb.rows)
+
+
+#: The committed run whose kernel the page draws as digits (Section 5.5's F1).
+COMMITTED_F1 = "f1_laperm_s0"
+
+
+def committed_digits(name: str = COMMITTED_F1):
+    """The kernel of a committed F1 run (``pretrained/``) and a sentence about it.
+
+    Returns:
+        ``(kernel (784, 10), sentence)``: the sentence names the run (seed, scale, epochs,
+        k), its test accuracy and test set, from the weights' manifest, and the distinct
+        values of the kernel, counted from the weights themselves.
+    """
+    from laperm import pretrained
+    from laperm.analysis.weights import first_kernel
+
+    model, meta = pretrained.load(name)
+    kernel = first_kernel(model)
+    values = np.unique(np.round(kernel, 6))
+    shown = ", ".join(f"{v:g}" for v in values) if len(values) <= 4 else \
+        f"{len(values)} distinct values"
+    sentence = (f"Our committed F1 LaPerm run (seed {meta['seed']}, {meta['scale']}, "
+                f"{meta['epochs_run']} epochs, k = {meta['k']}): {meta['test_accuracy']:.2%} on "
+                f"{meta['test_set']}. Its kernel holds {len(values)} distinct value(s): "
+                f"{{{shown}}}.")
+    return kernel, sentence

@@ -4,6 +4,12 @@
   (strings such as ``"78.21%"``), without its index, styled as the book's tables;
   an empty table shows a note instead (or nothing);
 * :func:`show_titled_tables`: several such tables, each under its heading;
+* what every section page's table keeps to (issue 27): at most :data:`MAX_COLUMNS` columns
+  (a wider table is shown as several, :func:`column_chunks`; page 7.1 keeps its tables
+  whole), numbers without trailing zeros (:func:`short_float`), the reader's words
+  (:func:`reader_words`), and per table the formats a reader reads
+  (:func:`three_evaluations_display`, :func:`precision_check_display`,
+  :func:`speedup_display`);
 * :func:`show_sentences`: display computed sentences and hand them back, so that a
   page can also list them under "What this page found"
   (:func:`laperm.book.findings.show_findings`).
@@ -13,19 +19,82 @@ from __future__ import annotations
 
 import pandas as pd
 
+from laperm.analysis.labels import settings_label
+
+#: The most columns a table of a section page has (row labels counted); wider tables are
+#: shown as several (:func:`column_chunks`); page 7.1 (All records) keeps its tables whole.
+MAX_COLUMNS = 8
+
+
+def column_chunks(df: pd.DataFrame, max_columns: int | None = MAX_COLUMNS,
+                  keys: int = 1) -> list[pd.DataFrame]:
+    """``df`` as tables of at most ``max_columns`` columns, each starting with the first
+    ``keys`` columns (what names a row), the others in order; ``[df]`` when it fits or
+    ``max_columns`` is None.  Nothing is left out: a wide table becomes two or more."""
+    if max_columns is None or len(df.columns) <= max_columns:
+        return [df]
+    key, rest = list(df.columns[:keys]), list(df.columns[keys:])
+    most = max(1, max_columns - len(key))
+    size = -(-len(rest) // -(-len(rest) // most))  # as few tables as fit, of even widths
+    return [df[key + rest[i:i + size]] for i in range(0, len(rest), size)]
+
+
+def short_float(value: float) -> str:
+    """A number as a reader reads it: at most 4 significant digits, no trailing zeros
+    (``18.3`` not ``18.3000``, ``0.001`` not ``0.0000``), thousands grouped."""
+    if value != value:
+        return "NaN"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
 
 def frame_html(df: pd.DataFrame, na_rep: str = "NaN") -> str:
-    """``df`` as the book's HTML table: no index, class ``dataframe``, no border."""
-    return df.to_html(index=False, classes="dataframe", border=0, na_rep=na_rep)
+    """``df`` as the book's HTML table: no index, class ``dataframe``, no border, numbers
+    written by :func:`short_float`."""
+    return df.to_html(index=False, classes="dataframe", border=0, na_rep=na_rep,
+                      float_format=short_float)
 
 
-def show_frame(df: pd.DataFrame | None, empty: str | None = None, na_rep: str = "NaN") -> None:
+def three_evaluations_display(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`laperm.analysis.comparisons.three_evaluations_table` as strings a reader
+    reads: accuracies as percentages with 2 decimals, the gap in points with 2 decimals
+    and a sign, the learning rate to 2 significant digits (``1e-05``, never ``0.0000``)."""
+    out = table.copy()
+    for column in ("re-estimated", "stale BatchNorm", "unsynchronised"):
+        if column in out:
+            out[column] = out[column].map(lambda v: "—" if v is None or v != v else f"{v:.2%}")
+    gap = "re-estimated − stale (points)"
+    if gap in out:
+        out[gap] = out[gap].map(lambda v: "—" if v != v else f"{v:+.2f}")
+    if "learning rate" in out:
+        out["learning rate"] = out["learning rate"].map(
+            lambda v: "—" if v is None or v != v else f"{v:.2g}")
+    return out
+
+
+def reader_words(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with the project's words for a reader: a ``variant`` column (how runs
+    depart from their paper experiment, :func:`laperm.analysis.records.variant`) becomes
+    ``settings``, its values in words (``"cifar_standardize, mixed_bfloat16"`` ->
+    ``"standardised input, bf16"``, ``""`` -> ``"paper's"``)."""
+    if "variant" not in df.columns:
+        return df
+    return df.assign(variant=df["variant"].map(
+        lambda v: settings_label(v) if isinstance(v, str) else v)).rename(
+        columns={"variant": "settings"})
+
+
+def show_frame(df: pd.DataFrame | None, empty: str | None = None, na_rep: str = "NaN",
+               max_columns: int | None = MAX_COLUMNS) -> None:
     """Display ``df`` with :func:`frame_html`, or ``empty`` (Markdown) when it has no rows.
 
     Args:
         df: the table (None counts as empty).
         empty: the note shown instead of an empty table (nothing when None).
         na_rep: how a missing value is written.
+        max_columns: a wider table is shown as several, each repeating the first column
+            (:func:`column_chunks`); None: whole (page 7.1's full tables).
     """
     from IPython.display import HTML, Markdown, display
 
@@ -33,7 +102,8 @@ def show_frame(df: pd.DataFrame | None, empty: str | None = None, na_rep: str = 
         if empty:
             display(Markdown(empty))
         return
-    display(HTML(frame_html(df, na_rep)))
+    for chunk in column_chunks(reader_words(df), max_columns):
+        display(HTML(frame_html(chunk, na_rep)))
 
 
 def show_sentences(lines: list[str]) -> list[str]:
@@ -46,7 +116,7 @@ def show_sentences(lines: list[str]) -> list[str]:
 
 
 def show_titled_tables(parts, empty: str | None = None, none: str = "_none_",
-                       na_rep: str = "NaN") -> None:
+                       na_rep: str = "NaN", max_columns: int | None = MAX_COLUMNS) -> None:
     """Display ``(heading, table, caption)`` parts: each heading, its table (or ``none``
     when it has no rows) and its caption, or ``empty`` when there is no part.
 
@@ -62,6 +132,41 @@ def show_titled_tables(parts, empty: str | None = None, none: str = "_none_",
         display(Markdown(empty))
     for heading, table, caption in parts:
         display(Markdown(heading))
-        show_frame(table, empty=none, na_rep=na_rep)
+        show_frame(table, empty=none, na_rep=na_rep, max_columns=max_columns)
         if len(table) and caption:
             display(Markdown(caption))
+
+
+def _yes_no(value) -> str:
+    return "—" if value is None or value != value else ("yes" if value else "no")
+
+
+def precision_check_display(check: pd.DataFrame) -> pd.DataFrame:
+    """:func:`laperm.analysis.speed.precision_check` to read: the mean test accuracy as a
+    percentage with 2 decimals, the spreads and the difference in points with 2 decimals
+    (the difference signed), whether it is within the seeds' spread as yes/no."""
+    out = check.copy()
+    out["mean"] = out["mean"].map(lambda v: f"{v:.2%}")
+    out["seed spread (points)"] = out["seed spread (points)"].map(lambda v: f"{v:.2f}")
+    diff = "bfloat16 - float32 (points)"
+    if diff in out:
+        out[diff] = out[diff].map(lambda v: "—" if v is None or v != v else f"{v:+.2f}")
+        out = out.rename(columns={diff: "bfloat16 − float32 (points)"})
+    if "within seed spread" in out:
+        out["within seed spread"] = out["within seed spread"].map(_yes_no)
+    return out
+
+
+def speedup_display(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`laperm.analysis.speed.speedup_summary` to read: images per second rounded,
+    speed-ups as ``"2.13x"``, and ``meets 2x`` as "reaches the 2x target: yes/no"."""
+    out = summary.copy()
+    out["images/s"] = out["images/s"].map(lambda v: f"{v:,.0f}")
+    for column in ("x previous release", "x default"):
+        if column in out:
+            out[column] = out[column].map(lambda v: f"{v:.2f}x")
+    for column in [c for c in out.columns if c.startswith("meets ")]:
+        out[column] = out[column].map(_yes_no)
+        out = out.rename(columns={column: f"reaches the {column.removeprefix('meets ')} target"})
+    return out.rename(columns={"x previous release": "speed-up over the previous release",
+                               "x default": "speed-up over the default"})

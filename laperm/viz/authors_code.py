@@ -7,6 +7,8 @@ and the F1/F2 experiments of Section 5.5).  The tables they draw come from
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -30,7 +32,7 @@ def plot_position_agreement(training: pd.DataFrame):
     """
     synced = training[training["sync"].notna()]
     last = last_sync_agreement(training)
-    _, ax = plt.subplots(figsize=(7, 0.42 * len(last) + 1.1))
+    _, ax = plt.subplots(figsize=(7, 0.42 * len(last) + 1.6))
     y = range(len(last))
     ax.barh(y, last["agree_fraction"],
             color=["C2" if "matching" in r else "C0" for r in last.index])
@@ -46,7 +48,8 @@ def plot_position_agreement(training: pd.DataFrame):
     ax.set_xlim(0, 1)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlabel(f"positions that agree after sync {int(synced['sync'].max())}")
-    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.2), fontsize="small", frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(0, -0.32 - 0.3 / len(last)), fontsize="small",
+              frameon=False)
     ax.set_title("the authors' loop and ours: same weights in the same places?")
     return ax
 
@@ -73,6 +76,8 @@ def plot_seed_accuracies(runs: pd.DataFrame):
         ax.set_ylim(low, max(high, paper_value + 0.1 * (paper_value - low)))
         ax.set_title(model)
         ax.set_xlabel("")
+        ax.set_xticks(ax.get_xticks(), [textwrap.fill(t.get_text(), 14)
+                                        for t in ax.get_xticklabels()], fontsize="small")
         ax.set_ylabel("best test accuracy" if model == "F1" else "")
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     fig.suptitle("each dot one seed")

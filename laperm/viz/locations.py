@@ -25,7 +25,7 @@ def plot_repermutation(runs: dict):
     Returns:
         The Figure, one row per model.
     """
-    fig, axes = plt.subplots(len(runs), 2, figsize=(7.4, 3.3 * len(runs)), squeeze=False,
+    fig, axes = plt.subplots(len(runs), 2, figsize=(7.4, 4.1 * len(runs)), squeeze=False,
                              gridspec_kw=dict(width_ratios=[1.5, 1]))
     for (name, r), (ax1, ax2) in zip(runs.items(), axes):
         curve = r.curve
@@ -37,17 +37,17 @@ def plot_repermutation(runs: dict):
                              marker="o", errorbar=None)
         ax1.axhline(r.random_acc, color="0.5", ls=":",
                     label="random permutation of θ0")
-        ax1.set_title(f"{name.upper()}: test accuracy while Adam trains")
+        ax1.set_title(f"{name.upper()}: test accuracy while Adam trains", fontsize="small")
         ax1.set_ylim(0, 1)
-        ax1.legend(loc="lower right")
+        ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
         ax2.plot(curve["step"], curve["rank correlation with theta_0"], marker="o", ms=3,
                  label="rank correlation with θ0 (order)")
         ax2.plot(curve["step"], curve["relative value change"], marker="s", ms=3,
                  label="||θt − θ0|| / ||θ0|| (values)")
         ax2.set_xlabel("step")
-        ax2.set_title(f"{name.upper()}: how far θt is from θ0 (kernels)")
+        ax2.set_title(f"{name.upper()}: how far θt is from θ0 (kernels)", fontsize="small")
         ax2.set_ylim(0, None)
-        ax2.legend(loc="center left")
+        ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
         for ax in (ax1, ax2):
             ax.set_xscale("symlog", linthresh=10)
             ax.set_xlim(0, total * 1.3)

@@ -190,7 +190,7 @@ def plot_settling(records: Sequence[Any], vector: int = 0, share: float = 0.1,
     ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
     ax.set_xlabel("sync" if steps is None else "step")
     ax.set_ylabel("moved since the previous sync")
-    ax.legend(loc="best")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)  # off the data
     if title:
         ax.set_title(title)
     return ax
@@ -411,13 +411,14 @@ def plot_one_sync(theta0: Any, w: Any, synced: Any, cmap: str = "viridis", width
         (theta0, [colours(r / (n - 1)) for r in value_rank], r"$\theta_0$: initial weights"),
         (w, [colours(r / (n - 1)) for r in value_rank], "after k inner steps"),
         (synced, [colour_of(v) for v in synced],
-         r"after the sync: $\theta_0$'s values, new places"),
+         "after the sync:\n" r"$\theta_0$'s values, new places"),
     ]
     for ax, (values, bar_colours, title) in zip(axes, panels):
         ax.bar(np.arange(n), values, color=bar_colours, edgecolor="black", linewidth=0.4)
         ax.axhline(0, color="grey", lw=0.6)
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("position in the weight vector")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4, integer=True))
     axes[0].set_ylabel("weight value")
+    fig.supxlabel("position in the weight vector", fontsize="medium")  # once, never overlapping
     fig.tight_layout()
     return fig

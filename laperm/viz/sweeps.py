@@ -51,7 +51,7 @@ def plot_sync_period_sweep(table: pd.DataFrame, title: str = "", ax=None):
     ax.set_xlabel("sync period k (inner steps between syncs)")
     ax.set_ylabel("test accuracy")
     ax.set_title(title)
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)  # off the data
     return ax
 
 
@@ -64,20 +64,34 @@ def plot_pruning_sweep(table: pd.DataFrame, title: str = ""):
     Returns:
         The Figure.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.4))
+    import textwrap
+
+    from matplotlib.ticker import PercentFormatter
+
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.9))
     lap, adam = _laperm_and_adam(table, "p")
-    axes[0].plot(100 * lap["p"], lap[ACC], "o-", label="LaPerm: test acc at best val")
-    axes[0].plot(100 * lap["p"], lap["final test acc"], "s--", label="LaPerm: final test acc")
+    axes[0].plot(100 * lap["p"], lap[ACC], "o-", ms=7, label="LaPerm: test acc at best val")
+    axes[0].plot(100 * lap["p"], lap["final test acc"], "s--", ms=5,
+                 label="LaPerm: final test acc")
     if adam is not None:
         axes[0].axhline(adam[ACC], color="C3", ls=":", label="Adam, dense")
-    axes[0].set_title(title)
+    if len(lap) == 1:  # one run: say so on the point, so that it is not read as a curve
+        axes[0].annotate(f"one run, p = {100 * lap['p'].iloc[0]:.0f}%",
+                         (100 * lap["p"].iloc[0], lap[ACC].iloc[0]), xytext=(0, 10),
+                         textcoords="offset points", ha="center", fontsize="x-small")
+    axes[0].set_title(textwrap.fill(title or "ours", 40), fontsize="small")
     axes[1].plot(list(PAPER_PRUNED), [PAPER_ACCURACY[n] for n in PAPER_PRUNED.values()], "o-",
                  color="0.3", label="paper: ResNet50, CIFAR-10, 200 epochs")
-    axes[1].set_title("paper (ResNet50 on CIFAR-10; the authors' results table)")
+    axes[1].set_title("paper: ResNet50 on CIFAR-10\n(the authors' results table)",
+                      fontsize="small")
     for ax in axes:
-        ax.set_xlabel("p: share of kernel weights pruned at initialisation (%)")
-        ax.set_ylabel("test accuracy")
-        ax.legend(loc="lower left")
+        ax.set_xlim(-5, 80)  # the same p axis on both sides
+        ax.set_xlabel("p: kernel weights pruned (%)")
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+        ax.margins(y=0.15)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False,
+                  fontsize="x-small")
+    axes[0].set_ylabel("test accuracy")
     fig.tight_layout()
     return fig
 
@@ -98,11 +112,23 @@ def plot_sawtooth_zoom(steps: pd.DataFrame, sync_period: int, model: str = "F2")
     fig, axes = plt.subplots(2, 1, figsize=(7.2, 6))
     plot_sawtooth(steps, x="step", y="accuracy", sync_period=k, hue="weights", ax=axes[0],
                   marker=None, title=f"probe accuracy after every step ({model}, k = {k})")
-    late = steps[steps["step"] > steps["step"].max() - 4 * k]
+    periods = zoom_periods(int(steps["step"].max()), k)
+    late = steps[steps["step"] > steps["step"].max() - periods * k]
     plot_sawtooth(late, x="step", y="accuracy", sync_period=k, hue="weights", ax=axes[1],
-                  title="zoom on the last four sync periods")
+                  title=f"zoom on the last {periods} sync period{'s' if periods > 1 else ''}")
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes:  # one legend, below the panels, never on the curves
+        ax.get_legend().remove()
     fig.tight_layout()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3,
+               frameon=False)
     return fig
+
+
+def zoom_periods(steps: int, sync_period: int, most: int = 4) -> int:
+    """How many sync periods the saw-tooth's zoom shows: at most ``most``, and at most half
+    of those the run has (so that the zoom never repeats the whole plot), at least one."""
+    return max(1, min(most, (steps // sync_period) // 2))
 
 
 def plot_connection_counts(counts: pd.DataFrame, ax=None):

@@ -169,8 +169,8 @@ def plot_sawtooth(
     ax.set_ylabel(y)
     if title is not None:
         ax.set_title(title)
-    if hue is not None or (xs is not None and len(xs)):
-        ax.legend(loc="best")
+    if hue is not None or (xs is not None and len(xs)):  # beside the data, never on it
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax
 
 
@@ -211,17 +211,31 @@ def plot_three_evaluations(histories: dict[str, pd.DataFrame], width: float = 7.
     return _test_accuracy_panels(shown, draw, width)
 
 
+#: The most panels a row of small multiples holds (a row is the page's width).
+PANEL_COLUMNS = 3
+
+
 def _test_accuracy_panels(shown: dict, draw, width: float, legend_columns: int = 1):
     """One panel of test accuracy per epoch for each ``{title: data}`` of ``shown``
-    (``draw(ax, data)`` plots the lines), sharing the y axis, one legend below."""
-    fig, axes = plt.subplots(1, len(shown), figsize=(width, 3.3), squeeze=False, sharey=True)
-    for ax, (title, data) in zip(axes[0], shown.items()):
+    (``draw(ax, data)`` plots the lines): small multiples, at most
+    :data:`PANEL_COLUMNS` a row, sharing the y axis, titles wrapped, one legend below."""
+    import textwrap
+
+    ncols = min(len(shown), PANEL_COLUMNS)
+    nrows = -(-len(shown) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 2.9 * nrows + 0.4), squeeze=False,
+                             sharey=True)
+    flat = list(axes.ravel())
+    for extra in flat[len(shown):]:
+        fig.delaxes(extra)
+    for ax, (title, data) in zip(flat, shown.items()):
         draw(ax, data)
-        ax.set_title(title)
+        ax.set_title(textwrap.fill(title, 30), fontsize="small")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5, integer=True))
         ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
-    axes[0][0].set_ylabel("test accuracy")
+    for row in axes:
+        row[0].set_ylabel("test accuracy")
     fig.tight_layout()
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
@@ -284,6 +298,10 @@ def plot_speedups(table: pd.DataFrame, target: float | None = None, width: float
     return fig
 
 
+#: The dashes of the paper's lines in :func:`plot_run_curves` (grey, apart from the runs' colours).
+PAPER_DASHES = ("--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)))
+
+
 def plot_run_curves(
     histories: dict[str, pd.DataFrame],
     paper_lines: dict[str, float] | None = None,
@@ -308,8 +326,9 @@ def plot_run_curves(
                          title="validation accuracy\n(held out of the training set)")
     plot_training_curves(hist, y="test_accuracy", hue="run", ax=axes[1], marker="o",
                          title="test accuracy")
-    for i, (label, value) in enumerate((paper_lines or {}).items()):
-        axes[1].axhline(value, ls="--", lw=1, color=f"C{len(histories) + i}", label=label)
+    for i, (label, value) in enumerate((paper_lines or {}).items()):  # grey, told apart by dashes
+        axes[1].axhline(value, ls=PAPER_DASHES[i % len(PAPER_DASHES)], lw=1.1, color="0.25",
+                        label=label)
     epochs = sorted(hist["epoch"].unique())
     for ax in axes:
         if len(epochs) <= 12:
