@@ -21,7 +21,12 @@ from laperm.models import has_batchnorm
 from laperm.paper import EXPERIMENTS, PAPER_ACCURACY, row_label
 
 
-def _fmt(value, spec: str) -> str:
+def fmt(value, spec: str) -> str:
+    """``format(value, spec)``, or ``"–"`` for None or NaN.
+
+    >>> fmt(0.78214, ".2%"), fmt(float("nan"), ".2%")
+    ('78.21%', '–')
+    """
     return "–" if value is None or value != value else format(value, spec)
 
 
@@ -68,14 +73,14 @@ def comparison_table(records: pd.DataFrame, metric: str = "test_accuracy_at_best
         "run": [e if not v else f"{e} ({v})" for e, v in zip(g["experiment"], g["variant"])],
         "optimizer": g["optimizer"], "k": g["k"].map(lambda v: "–" if v < 0 else f"{v:.0f}"),
         "scale": g["scale"], "seeds": g["seeds"],
-        "ours (± sd)": [_fmt(m, ".2%") + ("" if n < 2 else f" ± {sd * 100:.2f}")
+        "ours (± sd)": [fmt(m, ".2%") + ("" if n < 2 else f" ± {sd * 100:.2f}")
                         for m, sd, n in zip(g["ours"], g["sd"], g["seeds"])],
-        "paper": g["paper"].map(lambda v: _fmt(v, ".2%")),
+        "paper": g["paper"].map(lambda v: fmt(v, ".2%")),
         "deviation (points)": ((g["ours"] - g["paper"].astype(float)) * 100).map(
-            lambda v: _fmt(v, "+.2f")),
-        "chosen on test": g["on_test"].map(lambda v: _fmt(v, ".2%")),
-        "test images": g["n_test"].map(lambda v: _fmt(v, ",.0f")),
-        "min per run": g["minutes"].map(lambda v: _fmt(v, ".1f")),
+            lambda v: fmt(v, "+.2f")),
+        "chosen on test": g["on_test"].map(lambda v: fmt(v, ".2%")),
+        "test images": g["n_test"].map(lambda v: fmt(v, ",.0f")),
+        "min per run": g["minutes"].map(lambda v: fmt(v, ".1f")),
     })
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 
 from laperm import data, models
 from laperm.analysis import profiles
+from laperm.analysis.verdict import binomial_se
 
 
 def random_repermutation(weights, seed):
@@ -202,7 +203,7 @@ def run_note(name: str, r: Result) -> str:
     curve, final = r.curve, r.curve.iloc[-1]
     best = curve.loc[curve["repermuted theta_0"].idxmax()]
     n_test = r.n_test
-    se = np.sqrt(final["theta_t"] * (1 - final["theta_t"]) / n_test)
+    se = binomial_se(final["theta_t"], n_test)
     gap = final["theta_t"] - final["repermuted theta_0"]
     note = (
         f"**{name.upper()}:** at the last checkpoint the re-permuted network is "
@@ -213,8 +214,7 @@ def run_note(name: str, r: Result) -> str:
         f"values had moved by {best['relative value change']:.0%} of θ0's norm "
         f"(at the end: {final['relative value change']:.0%}).")
     drop = best["repermuted theta_0"] - final["repermuted theta_0"]
-    se_drop = np.sqrt(2) * np.sqrt(final["repermuted theta_0"]
-                                   * (1 - final["repermuted theta_0"]) / n_test)
+    se_drop = np.sqrt(2) * binomial_se(final["repermuted theta_0"], n_test)
     if best["step"] < final["step"] and drop > 2 * se_drop:
         note += (f" It peaked **before** the end of training, {100 * drop:.2f} points above "
                  f"its last value (more than twice the {100 * se_drop:.2f}-point standard "

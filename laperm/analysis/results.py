@@ -33,10 +33,11 @@ from pathlib import Path
 import pandas as pd
 
 from laperm import paper
-from laperm.analysis.comparisons import records_table, three_evaluations_table
+from laperm.analysis.comparisons import fmt, records_table, three_evaluations_table
 from laperm.analysis.speed import (SPEEDUP_TARGET, precision_over_training,
                                    precision_over_training_summary)
 from laperm.book.page import split_constant_columns
+from laperm.analysis.verdict import seeds_text
 from laperm.crosscheck.seed_runs import distribution_table
 from laperm.paper import PAPER_ACCURACY, row_label
 
@@ -63,21 +64,8 @@ NOTHING_YET = {
 }
 
 
-def fmt(value, spec: str) -> str:
-    """``format(value, spec)``, or ``"–"`` for None or NaN.
-
-    >>> fmt(0.78214, ".2%"), fmt(float("nan"), ".2%")
-    ('78.21%', '–')
-    """
-    return "–" if value is None or value != value else format(value, spec)
-
-
 def _pct(value) -> str:
     return fmt(value, ".2%")
-
-
-def _seeds(n: int) -> str:
-    return f"{n} seed{'s' * (n > 1)}"
 
 
 def _k(value) -> str:
@@ -145,7 +133,7 @@ def headline_sentences(headline: pd.DataFrame) -> list[str]:
     if not len(full):
         return []
     return ["At the paper's scale, LaPerm − Adam with BatchNorm treated alike: " + ", ".join(
-        f"{e}{'' if v == '–' else f' ({v})'} on {d} {x:+.1f} points ({_seeds(n)})"
+        f"{e}{'' if v == '–' else f' ({v})'} on {d} {x:+.1f} points ({seeds_text(n)})"
         for e, v, d, x, n in zip(full["experiment"], full["variant"], full["device"],
                                  full["LaPerm − Adam (points)"], full["seeds"])) + "."]
 
@@ -276,7 +264,7 @@ def pitfalls_sentences(checks: pd.DataFrame, by_group: bool = False) -> list[str
         row = table.loc[stale.idxmax()]
         found.append(f"Stale BatchNorm statistics cost up to {stale.max():.1f} points of test "
                      f"accuracy on average over epochs ({row['run']}, {row['scale']}, mean "
-                     f"of {_seeds(int(row['seeds']))}).")
+                     f"of {seeds_text(int(row['seeds']))}).")
     elif worst_stale == worst_stale:
         row = checks.loc[checks["mean_recalibrated_minus_stale"].idxmax()]
         found.append(f"Stale BatchNorm statistics cost up to {worst_stale * 100:.1f} points "
@@ -375,7 +363,7 @@ def input_table(inputs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
 
     def acc(v, name, n):
-        return "–" if v != v else f"{v:.2%} ({name}, {_seeds(n)})"
+        return "–" if v != v else f"{v:.2%} ({name}, {seeds_text(n)})"
 
     return pd.DataFrame({
         "run": inputs["experiment"] + ", " + inputs["optimizer"] + inputs["k"].map(_k),

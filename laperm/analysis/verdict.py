@@ -79,23 +79,24 @@ SECTION_PAGES = {
 }
 
 
-def _seeds(n: int) -> str:
+def seeds_text(n: int) -> str:
+    """``"1 seed"``, ``"3 seeds"``."""
     return f"{n} seed" + ("" if n == 1 else "s")
 
 
 def consistent(n: int) -> str:
     """The status of a row whose interval holds the paper's number, on ``n`` seeds."""
-    return f"consistent ({_seeds(n)})"
+    return f"consistent ({seeds_text(n)})"
 
 
 def below(n: int) -> str:
     """The status of a row whose interval lies below the paper's number."""
-    return f"below the paper ({_seeds(n)})"
+    return f"below the paper ({seeds_text(n)})"
 
 
 def above(n: int) -> str:
     """The status of a row whose interval lies above the paper's number."""
-    return f"above the paper ({_seeds(n)})"
+    return f"above the paper ({seeds_text(n)})"
 
 
 def binomial_se(accuracy: float, n_test: int) -> float:
@@ -294,13 +295,13 @@ def _why(experiment: str, row, hours: pd.DataFrame, authors: dict, model: str) -
         parts.append("no run yet")
     elif row["status"] == NOT_TESTED:
         parts.append(f"largest run: {str(row['scale']).removeprefix('reduced: ')}, "
-                     f"{row['mean']:.1%} ({_seeds(row['n'])})")
+                     f"{row['mean']:.1%} ({seeds_text(row['n'])})")
     else:
         parts.append(f"ours − paper {(row['mean'] - row['paper']) * 100:+.1f} points")
     if experiment in authors:
         mean, sd, n = authors[experiment]
         parts.append(f"the authors' own code: {mean:.1%}" + (f" ± {sd:.1%}" if n > 1 else "")
-                     + f" ({_seeds(n)}) at their notebook's settings")
+                     + f" ({seeds_text(n)}) at their notebook's settings")
     if row is None or row["status"] == NOT_TESTED:
         h = hours[hours["model"] == model] if len(hours) else hours
         if len(h):
@@ -379,7 +380,7 @@ def authors_code_sentences(crosscheck: dict | None) -> list[str]:
         if status_kind(outcome) == "consistent":
             said = (f"the paper's {paper:.2%} lies inside its interval "
                     f"[{mean - h:.1%}, {mean + h:.1%}], so their code is consistent with the "
-                    f"published number on {_seeds(n)}")
+                    f"published number on {seeds_text(n)}")
         else:
             side = "below" if paper > mean + h else "above"
             said = (f"the paper's {paper:.2%} lies outside its interval "
@@ -387,7 +388,7 @@ def authors_code_sentences(crosscheck: dict | None) -> list[str]:
                     f"published number too")
         lines.append(
             f"The authors' own code, run here at their notebook's settings, reaches "
-            f"{mean:.1%} ± {sd * 100:.1f} points on {model.upper()} over {_seeds(n)} "
+            f"{mean:.1%} ± {sd * 100:.1f} points on {model.upper()} over {seeds_text(n)} "
             f"(best test accuracy, chosen on test; {(mean - paper) * 100:+.1f} points from the paper): {said}.")
     return lines
 

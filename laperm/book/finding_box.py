@@ -18,7 +18,7 @@ import re
 
 import pandas as pd
 
-from laperm.analysis.verdict import NOT_TESTED, counts, evidence_page
+from laperm.analysis.verdict import NOT_TESTED, counts, evidence_page, seeds_text
 from laperm.book.findings import committed_verdict
 from laperm.paper import PAPER_ACCURACY, PUBLISHED_CHECKPOINTS, row_label
 
@@ -56,10 +56,6 @@ def page_rows(page: str) -> list[str]:
     return [e for e in PAPER_ACCURACY if evidence_page(e) == page]
 
 
-def _seeds(n: int) -> str:
-    return f"{n} seed" + ("" if n == 1 else "s")
-
-
 def row_sentence(row) -> str:
     """One row of :func:`laperm.analysis.verdict.verdict_table` in a sentence (plain text).
 
@@ -73,7 +69,7 @@ def row_sentence(row) -> str:
             why += "; a reduced run stops short of the final accuracy by construction"
         return f"{name}: the paper's {paper:.2%} — {NOT_TESTED} ({why})"
     text = (f"{name}: {row['ours']:.2%} [{row['low'] * 100:.2f}, {row['high'] * 100:.2f}] "
-            f"against the paper's {paper:.2%}, {_seeds(int(row['n']))}, "
+            f"against the paper's {paper:.2%}, {seeds_text(int(row['n']))}, "
             f"{row['n_test']:,.0f} test images — {row['status']}")
     if row["adam"] == row["adam"]:
         text += f" (Adam at the same settings: {row['adam']:.2%})"
