@@ -32,12 +32,13 @@ finish() {
 }
 trap finish EXIT
 
-timed setup bash scripts/setup.sh
-# The JAX and torch tiers' environments install while the main suite runs (downloads and
-# unpacking, mostly); their logs are printed before their tiers.
+# The JAX and torch tiers' environments install beside the main one (downloads and
+# unpacking, mostly one core each: the second core is otherwise idle while the main
+# environment installs); their logs are printed before their tiers.
 mkdir -p _build
 bash scripts/setup_jax.sh > _build/setup-jax.log 2>&1 & jax_setup=$!
 bash scripts/setup_torch.sh > _build/setup-torch.log 2>&1 & torch_setup=$!
+timed setup bash scripts/setup.sh
 source scripts/env.sh
 # One persistent JAX compilation cache for every JAX process of the run (scripts/test_jax.sh).
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-$PWD/_build/jax-cache}"

@@ -102,11 +102,17 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+#: Test files whose tests share one expensive module or session fixture (page executions):
+#: under ``-n N`` each file's tests run on one worker, so the fixture is made once.
+ONE_WORKER_FILES = ("test_book.py", "test_missing_inputs_pages.py")
+
+
 @pytest.hookimpl(optionalhook=True)  # an environment without pytest-xdist (the torch tier)
 def pytest_xdist_make_scheduler(config, log):
     """Under ``pytest -n N`` (scripts/test.sh): tests go to the workers one by one,
-    except those of ``test_book.py``, which share the smoke build of the book (a
-    session fixture, so once per worker) and all run on one worker.
+    except those of each file in :data:`ONE_WORKER_FILES`: ``test_book.py``'s share the
+    smoke build of the book (a session fixture, so once per worker), and
+    ``test_missing_inputs_pages.py``'s three page executions; each file runs on one worker.
 
     ``xdist_group`` marks with ``--dist loadgroup`` would say the same, but pytest 9.2
     ignores them (pytest-xdist#1386); ``--dist loadfile`` keeps whole files together and
@@ -119,6 +125,6 @@ def pytest_xdist_make_scheduler(config, log):
     class BookOnOneWorker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::")[0]
-            return path if path.endswith("test_book.py") else nodeid
+            return path if path.endswith(ONE_WORKER_FILES) else nodeid
 
     return BookOnOneWorker(config, log)

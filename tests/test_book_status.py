@@ -53,3 +53,14 @@ def test_a_build_without_records():
     assert viz.plot_section_times(table) is None
     assert status.scale_notes(table) == []
     assert isinstance(status.versions_table(), pd.DataFrame)
+
+
+def test_the_shown_table_has_durations_not_seconds():
+    table = status.status_table(RECORDS, ["00_intro", "02_a", "08_status"], "08_status", "cpu",
+                                kernel_times={"02_a": {"wall_time_s": 7300.0}})
+    shown = status.readable_times(table).set_index("section")
+    assert "wall time (s)" not in shown and "with kernel start (s)" not in shown
+    assert (shown.loc["02_a", "wall time"], shown.loc["02_a", "with kernel start"]) == (
+        "30 s", "2.0 h")
+    assert shown.loc["00_intro", "wall time"] == "–"  # not executed: no time
+    assert list(table["wall time (s)"])[1] == 30.0  # the data keep their seconds

@@ -30,7 +30,8 @@ def _tiny(name):
                             sync_period=5), 2
     # BatchNorm, dropout, L2; 4 batches of 50 and one of 25 per epoch, a sync every 3 steps.
     # One step per call: XLA compiles a scan of convolutions for minutes on a CPU.
-    return paper_config("conv2", epochs=2, train_fraction=0.005, validation_size=200,
+    # (On small_data_dir's 450 CIFAR-10 training images, 200 of them the validation split.)
+    return paper_config("conv2", epochs=2, train_fraction=0.9, validation_size=200,
                         sync_period=3, augmentation=None, bn_batches=2), 1
 
 
@@ -64,8 +65,10 @@ def test_an_unknown_engine_is_refused():
 
 @needs_jax
 @pytest.mark.parametrize("name", ["f1", "conv2"])
-def test_the_device_engine_gives_the_fit_history(name, tmp_path, data_dir):
+def test_the_device_engine_gives_the_fit_history(name, tmp_path, data_dir, small_data_dir):
     cfg, steps_per_call = _tiny(name)
+    if name == "conv2":  # 200 test images, not 10,000: the evaluations dominated this test
+        data_dir = small_data_dir
     fit, rf = run(cfg, tmp_path / "fit", data_dir=data_dir, progress=False)
     device, rd = run(cfg, tmp_path / "device", data_dir=data_dir, progress=False,
                      engine="device", steps_per_call=steps_per_call)
@@ -105,11 +108,14 @@ def test_after_every_sync_each_vector_is_a_permutation_of_theta0(data_dir):
 
 
 @needs_jax
-def test_a_killed_run_resumes_to_the_uninterrupted_history(tmp_path, data_dir, monkeypatch):
+def test_a_killed_run_resumes_to_the_uninterrupted_history(tmp_path, small_data_dir,
+                                                           monkeypatch):
     from laperm.run.engine import DeviceTrainer
 
-    # BatchNorm, dropout and the augmentation: all three draw from (seed, epoch, step)
-    cfg = paper_config("conv2", epochs=2, train_fraction=0.003, validation_size=100,
+    data_dir = small_data_dir  # 200 test images: the evaluations dominated this test
+    # BatchNorm, dropout and the augmentation: all three draw from (seed, epoch, step);
+    # 150 of the 350 training images (3 steps of 50) per epoch
+    cfg = paper_config("conv2", epochs=2, train_fraction=0.43, validation_size=100,
                        sync_period=2, bn_batches=1)
     whole, _ = run(cfg, tmp_path / "whole", data_dir=data_dir, progress=False, engine="device")
     original = DeviceTrainer.train_epoch

@@ -147,15 +147,15 @@ def test_kernels_is_a_config_choice_outside_the_hash_at_its_default():
         fused.make_adam(1e-3, "xla")
 
 
-def test_an_experiment_with_fused_kernels_records_and_reloads_them(tmp_path, data_dir):
+def test_an_experiment_with_fused_kernels_records_and_reloads_them(tmp_path, small_data_dir):
     from laperm.paper import paper_config
     from laperm.experiment import run
     from laperm.reproduce import run_name
 
-    cfg = paper_config("conv2", epochs=1, train_fraction=0.01, bn_batches=2,
+    cfg = paper_config("conv2", epochs=1, train_fraction=0.4, bn_batches=2,  # 2 steps of 50
                        validation_size=200, kernels="fused")
     assert run_name(cfg).endswith("_fused")
-    history, result = run(cfg, tmp_path / "run", data_dir=data_dir, progress=False)
+    history, result = run(cfg, tmp_path / "run", data_dir=small_data_dir, progress=False)
     assert result["kernels"] == "fused" and len(history) == 1
     assert np.isfinite(result["final_test_accuracy"])
     model = keras.models.load_model(tmp_path / "run" / "checkpoint.keras")

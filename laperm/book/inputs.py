@@ -17,6 +17,10 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
+from laperm import crosscheck
+from laperm.analysis.authors_code import read_records, sync_tables
+from laperm.book.layout import results_dir
+
 #: How each missing input starts in the notice (also what
 #: :func:`laperm.crosscheck.load_or_explain` writes).
 NOT_EXECUTED = "**Not executed in this build:** "
@@ -176,9 +180,6 @@ def crosscheck_records(sec, code, note: str) -> dict[str, dict | None]:
     Returns:
         :func:`laperm.analysis.authors_code.read_records` of the project's results.
     """
-    from laperm.analysis.authors_code import read_records
-    from laperm.book.layout import results_dir
-
     records = read_records(results_dir() / "crosscheck")
     if code is None:
         show_notice(sec, [authors_code_missing(note, records, sec.rerun_distribution)])
@@ -249,9 +250,5 @@ def sync_or_record(code, records: dict):
     authors' ``code`` when it loaded, else read from the committed ``sync.json``
     (``records["sync"]``; ``(None, None)`` without it)."""
     if code is not None:
-        from laperm import crosscheck
-
         return crosscheck.compare_sync(code=code), crosscheck.sync_differences(code)
-    from laperm.analysis.authors_code import sync_tables
-
     return sync_tables(records.get("sync"))

@@ -19,7 +19,7 @@ from laperm.analysis import comparisons, records, verdict
 from laperm.analysis.verdict import binomial_se
 from laperm.book.layout import reference_dir as reference_dir_of
 from laperm.book.layout import results_dir
-from laperm.analysis.labels import short_run_label
+from laperm.analysis.labels import experiment_label, short_run_label
 from laperm.book.page import plot_curves
 from laperm.book.tables import show_frame, three_evaluations_display
 from laperm.paper import EXPERIMENTS, PAPER_ACCURACY, TRAIN_IMAGES, paper_config
@@ -288,8 +288,6 @@ def paper_scale_hours(models):
     The hours one paper-scale run of each model takes at the rate the
     committed runs trained, per device.
     """
-    from laperm.analysis.labels import experiment_label
-
     hours = verdict.paper_scale_hours(records.load_records(results_dir()))
     hours = hours[hours["model"].isin(list(models))].reset_index(drop=True)
     hours = hours.assign(model=hours["model"].map(experiment_label)).rename(

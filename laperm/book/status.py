@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from laperm.analysis.labels import duration
 from laperm.book.cache import load_cache
 from laperm.book.knobs import BOOK_BUDGET_MIN
 from laperm.book.layout import Project
@@ -166,13 +167,27 @@ def skipped_notes(table: pd.DataFrame) -> list[str]:
     return notes
 
 
+#: The table's columns of seconds and the names they are shown under, as durations.
+TIME_COLUMNS = {"wall time (s)": "wall time", "with kernel start (s)": "with kernel start"}
+
+
+def readable_times(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with its columns of seconds (:data:`TIME_COLUMNS`) as durations a reader
+    reads (``"45 s"``, ``"12 min"``, ``"13.6 h"``: :func:`laperm.analysis.labels.duration`;
+    ``"–"`` where a section has no time)."""
+    present = {c: n for c, n in TIME_COLUMNS.items() if c in table}
+    times = {c: [duration(v) if v == v and v is not None else "–" for v in table[c]]
+             for c in present}
+    return table.assign(**times).rename(columns=present)
+
+
 def show_status(table: pd.DataFrame) -> None:
     """Display the table in a notebook: the profiles, the table (constant columns said once
     above it), and each section's scale notes."""
     from IPython.display import HTML, Markdown, display
 
     display(Markdown(profiles_sentence(table)))
-    shown, constant = split_constant_columns(table.drop(
+    shown, constant = split_constant_columns(readable_times(table).drop(
         columns=["scale notes", "parts skipped", "inputs missing"], errors="ignore"))
     if constant:
         display(Markdown(f"Every executed section: {constant}."))

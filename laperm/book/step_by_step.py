@@ -26,11 +26,14 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from laperm import data, models, viz
+from laperm import data, models, pretrained, viz
 from laperm.analysis import profiles
 from laperm.analysis.permutations import frame_indices, settling_table
+from laperm.analysis.weights import first_kernel
 from laperm.book.display import to_jshtml
 from laperm.method import ops as lops
+from laperm.method.callbacks import SyncProbe
+from laperm.method.optimizer import LaPerm
 from laperm.paper import PAPER_ACCURACY
 
 #: The batch size of the page's runs (LaPerm and plain Adam).
@@ -296,9 +299,6 @@ def sawtooth_rows(train, probe, sync_period: int, learning_rate: float, seed: in
     Returns:
         ``SyncProbe.rows``: ``step``, ``accuracy``, ``weights`` (inner or synchronised).
     """
-    from laperm.method.callbacks import SyncProbe
-    from laperm.method.optimizer import LaPerm
-
     steps = periods * sync_period
     index = np.arange(steps * BATCH_SIZE) % len(train[0])
     keras.utils.set_random_seed(seed)
@@ -323,9 +323,6 @@ def committed_digits(name: str = COMMITTED_F1):
         k), its test accuracy and test set, from the weights' manifest, and the distinct
         values of the kernel, counted from the weights themselves.
     """
-    from laperm import pretrained
-    from laperm.analysis.weights import first_kernel
-
     model, meta = pretrained.load(name)
     kernel = first_kernel(model)
     values = np.unique(np.round(kernel, 6))
