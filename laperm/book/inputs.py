@@ -17,7 +17,6 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from laperm import crosscheck
 from laperm.analysis.authors_code import read_records, sync_tables
 from laperm.book.layout import results_dir
 
@@ -250,5 +249,9 @@ def sync_or_record(code, records: dict):
     authors' ``code`` when it loaded, else read from the committed ``sync.json``
     (``records["sync"]``; ``(None, None)`` without it)."""
     if code is not None:
+        # Deferred: importing laperm.crosscheck before the authors' code has loaded breaks
+        # page 4.1 (its TensorFlow method targets lose their attributes).
+        from laperm import crosscheck
+
         return crosscheck.compare_sync(code=code), crosscheck.sync_differences(code)
     return sync_tables(records.get("sync"))
