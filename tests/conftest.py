@@ -122,9 +122,9 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class BookOnOneWorker(LoadScopeScheduling):
+    class OneWorkerFilesTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::")[0]
             return path if path.endswith(ONE_WORKER_FILES) else nodeid
 
-    return BookOnOneWorker(config, log)
+    return OneWorkerFilesTogether(config, log)

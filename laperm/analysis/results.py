@@ -36,8 +36,8 @@ from laperm import paper
 from laperm.analysis.comparisons import fmt, records_table, three_evaluations_table
 from laperm.analysis.speed import (SPEEDUP_TARGET, precision_over_training,
                                    precision_over_training_summary)
-from laperm.book.page import split_constant_columns
 from laperm.analysis.verdict import seeds_text
+from laperm.book.page import split_constant_columns
 from laperm.crosscheck.seed_runs import distribution_table
 from laperm.paper import PAPER_ACCURACY, row_label
 
