@@ -137,28 +137,6 @@ def test_check_pages_flags_a_broken_page(built_book, tmp_path):
     assert "image(s) in outputs" in proc.stdout
 
 
-def test_cross_check_page_without_the_authors_code_says_what_to_do(data_dir, tmp_path):
-    """The cross-check page executes without the authors' code: one sentence, no traceback."""
-    build = tmp_path / "build"
-    env = _env(data_dir, build)
-    env["LAPERM_AUTHORS_CODE"] = str(tmp_path / "no-authors-code")
-    proc = _laperm(["run", "04_1_authors_code", "--profile", "smoke", "-q", "--no-progress"],
-                   env, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    nb = nbformat.read(str(build / "executed" / "04_1_authors_code.ipynb"), as_version=4)
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    text = json.dumps(outputs)
-    assert "Not executed in this build:** the authors' code was not found" in text
-    assert "pip install 'laperm[crosscheck]'" in text
-    assert str(tmp_path) not in text and not any(o.get("output_type") == "error" for o in outputs)
-    # the committed seed tables are still shown, named by their record
-    record = json.loads((REPO / "results" / "crosscheck" / "distribution.json").read_text())
-    origin = (f"Source of the numbers: a committed record ({record['scale']}), made by "
-              f"`python -m laperm.crosscheck distribution` on {record['date'][:10]}")
-    assert json.dumps(origin)[1:-1] in text
-    assert f"commit {record['commit'][:10]}" in text
-
-
 def test_no_page_prints_a_local_path(built_book, data_dir):
     """Rendered outputs never show where this machine keeps the project or its data."""
     local = {str(REPO), str(Path(data_dir).resolve()), str(REPO.parent), str(built_book)}

@@ -47,6 +47,20 @@ def test_a_note_of_load_or_explain_splits_into_what_and_how():
     assert inputs.notice_markdown([m]).startswith(NOTE[:-1])
 
 
+def test_authors_code_not_found_is_one_note_with_how_to_get_it(tmp_path):
+    """No folder at all (a reader's machine): the note page 4.1 shows in its box (the page
+    itself is executed with an empty folder in test_missing_inputs_pages.py)."""
+    from laperm.crosscheck import authors
+
+    code, note = authors.load_or_explain(tmp_path / "no-authors-code")
+    assert code is None
+    assert note.startswith("**Not executed in this build:** the authors' code was not found; "
+                           "to run it, install tf-keras")
+    assert "pip install 'laperm[crosscheck]'" in note and str(tmp_path) not in note
+    m = inputs.MissingInput.from_note(note, skipped=["s"])
+    assert m.what == "the authors' code was not found"
+
+
 def test_show_notice_records_what_is_skipped_and_shows_one_box(capsys):
     sec = _section()
     assert inputs.show_notice(sec, []) is False

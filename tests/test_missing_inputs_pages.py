@@ -94,6 +94,14 @@ def test_page_4_1_shows_the_committed_records_under_one_notice(without_inputs):
     assert "**Training**: with the matching loss" in text
     assert "Profile `smoke`" in text  # the banner is shown
     assert sum("Not executed in this build" in _text([o]) for o in outputs) == 1  # one output
+    assert "pip install 'laperm[crosscheck]'" in boxes[0]  # how to get it
+    # the committed seed tables are shown, named by their record
+    record = json.loads((REPO / "results" / "crosscheck" / "distribution.json").read_text())
+    origin = (f"Source of the numbers: a committed record ({record['scale']}), made by "
+              f"`python -m laperm.crosscheck distribution` on {record['date'][:10]}")
+    assert json.dumps(origin)[1:-1] in text
+    assert f"commit {record['commit'][:10]}" in text
+    assert str(without_inputs.parent) not in text  # no local path
 
 
 def test_page_2_skips_parts_b_and_c_with_one_notice(without_inputs):
