@@ -261,13 +261,14 @@ def test_speed_and_precision_sentences():
 
 def test_precision_over_training_sentences():
     table = pd.DataFrame({"epoch": np.arange(1, 21), "difference (points)": [1.0] * 10 + [3.0] * 10})
-    table.attrs = {"seed": 0, "float32_run": "a", "mixed_bfloat16_run": "b"}
+    table.attrs = {"seed": 0, "float32_run": "conv2_laperm_s0_e91",
+                   "mixed_bfloat16_run": "conv2_laperm_s0_bfloat16_fused"}
     (line,) = results.precision_over_training_sentences({"conv2, LaPerm": table,
                                                           "conv2, Adam": None})
     sd = float(pd.Series([1.0] * 10 + [3.0] * 10).std())
     assert line == (f"conv2, LaPerm, seed 0, epochs 1-20: mixed_bfloat16 − float32 +2.00 points "
                     f"on average, +3.00 over the last 10 epochs (epoch-to-epoch sd {sd:.2f} "
-                    f"points; runs a and b).")
+                    f"points; runs “Conv2 LaPerm s0 (91 ep.)” and “Conv2 LaPerm s0 (bf16)”).")
     assert math.isclose(sd, 1.026, abs_tol=1e-3)
     empty = results.precision_over_training_tables(pd.DataFrame(), pd.DataFrame())
     assert empty == {"conv2, LaPerm": None, "conv2, Adam": None}

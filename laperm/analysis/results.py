@@ -34,6 +34,7 @@ import pandas as pd
 
 from laperm import paper
 from laperm.analysis.comparisons import fmt, records_table, three_evaluations_table
+from laperm.analysis.labels import short_run_label
 from laperm.analysis.speed import (SPEEDUP_TARGET, precision_over_training,
                                    precision_over_training_summary)
 from laperm.analysis.verdict import seeds_text
@@ -473,7 +474,8 @@ def precision_over_training_tables(records: pd.DataFrame, histories: pd.DataFram
 
 def precision_over_training_sentences(tables: dict) -> list[str]:
     """One sentence per pair of :func:`precision_over_training_tables`: the mean difference,
-    over the last epochs, and its epoch-to-epoch spread."""
+    over the last epochs, and its epoch-to-epoch spread; the two runs by their short labels
+    (:func:`laperm.analysis.labels.short_run_label`)."""
     lines = []
     for title, table in tables.items():
         if table is None:
@@ -483,8 +485,8 @@ def precision_over_training_sentences(tables: dict) -> list[str]:
             f"{title}, seed {table.attrs['seed']}, epochs 1-{s['last_epoch']}: "
             f"mixed_bfloat16 − float32 {s['mean']:+.2f} points on average, "
             f"{s['mean_last_10']:+.2f} over the last {s['last']} epochs (epoch-to-epoch "
-            f"sd {s['sd']:.2f} points; runs {table.attrs['float32_run']} and "
-            f"{table.attrs['mixed_bfloat16_run']}).")
+            f"sd {s['sd']:.2f} points; runs “{short_run_label(table.attrs['float32_run'])}” "
+            f"and “{short_run_label(table.attrs['mixed_bfloat16_run'])}”).")
     return lines
 
 
