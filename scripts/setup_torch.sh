@@ -35,5 +35,5 @@ PY
 fi
 echo "[setup-torch] installing $TORCH_SPEC and laperm[torch] into .venv-torch (first time: about a minute)"
 .venv-torch/bin/python -m pip install -q --disable-pip-version-check "$TORCH_SPEC" -e ".[torch]" \
-    "pytest>=8" "pytest-xdist>=3.5" "hypothesis>=6.100"
+    "pytest>=8" "pytest-xdist>=3.5" "pytest-cov>=5" "hypothesis>=6.100"
 echo "[setup-torch] ready: $(KERAS_BACKEND=torch .venv-torch/bin/python -c 'import keras, torch; print(f"keras {keras.__version__}, torch {torch.__version__}")')"
