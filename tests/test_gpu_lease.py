@@ -4,7 +4,7 @@ A small CIFAR-shaped ``cifar10.npz`` written here is packed into two parts (as
 ``prepare.sh`` packs the real one), the first part is received in a "first
 call" (``receive.sh``), and ``lease.py`` gets the second part carried in the
 "last call", reassembles the data and trains Conv2 with LaPerm and Adam at once
-(2 epochs) under ``KERAS_BACKEND=jax JAX_PLATFORMS=cpu``, without installing
+(2 epochs of one step) under ``KERAS_BACKEND=jax JAX_PLATFORMS=cpu``, without installing
 wheels (``--no-install``: Keras is importable here).  What lands in the output
 folder is what a device call would return.  The bad inputs (a missing or
 corrupt part, a missing wheel, no manifest) are one line each.  No TensorFlow
@@ -205,7 +205,7 @@ def test_lease_end_to_end_on_cpu(packed, tmp_path):
 
     # the device engine, as the next lease runs it (the fit path ran on the H200 on 2026-12-04)
     proc = _lease("--no-install", "--experiments", "conv2", "--epochs", "2", "--train-fraction",
-                  "0.5", "--budget-s", "900", "--flush-s", "5", "--engine", "device",
+                  "0.25", "--budget-s", "900", "--flush-s", "5", "--engine", "device",
                   home=home, data=packed.calls[2], out=out)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "part 1 of 2 here from an earlier call" in proc.stdout
@@ -226,16 +226,16 @@ def test_lease_end_to_end_on_cpu(packed, tmp_path):
     lease = summary["lease"]
     assert lease["final"] and lease["processes"] == 2 and lease["device"]["jax"]
     assert lease["date"] and lease["data"]["arrays_sha256"] == packed.manifest["arrays"]["sha256"]
-    assert lease["scale"] == "epochs 2, train fraction 0.5"
+    assert lease["scale"] == "epochs 2, train fraction 0.25"
     assert lease["env"]["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.450"
     for r in summary["runs"]:
         assert r["status"] == "finished" and r["epochs_done"] == 2, r
-        assert r["steps_per_epoch"] == 2 and r["batch_size"] == 50  # 100 images of 200
+        assert r["steps_per_epoch"] == 1 and r["batch_size"] == 50  # 50 images of 200
         assert r["first_epoch_s"] > 0 and r["epoch_s_median_after_first"] > 0
         assert r["compile_s_est"] is not None and r["steps_per_s"] > 0 and r["images_per_s"] > 0
         assert r["startup_s"] is not None and r["est_paper_run_s"] > 0
-        assert r["est_basis"] == "epochs of 2 steps scaled to 4 (an upper bound)"
-        assert r["paper_epochs"] == 125 and r["folder"] == f"conv2_{r['optimizer']}_s0_e2_f50"
+        assert r["est_basis"] == "epochs of 1 step scaled to 4 (an upper bound)"
+        assert r["paper_epochs"] == 125 and r["folder"] == f"conv2_{r['optimizer']}_s0_e2_f25"
     assert summary["estimate"]["paper_runs_worth_per_lease"] > 0
     md = (out / "summary.md").read_text()
     assert "| conv2-laperm | finished | 2/2 |" in md and "| conv2-adam | finished | 2/2 |" in md
@@ -243,18 +243,18 @@ def test_lease_end_to_end_on_cpu(packed, tmp_path):
 
     with tarfile.open(out / "runs.tar.gz") as tar:
         members = set(tar.getnames())
-    for name in ("conv2_laperm_s0_e2_f50", "conv2_adam_s0_e2_f50"):
+    for name in ("conv2_laperm_s0_e2_f25", "conv2_adam_s0_e2_f25"):
         for f in ("config.json", "history.csv", "result.json"):
             assert f"runs/{name}/{f}" in members, sorted(members)
     assert "runs/conv2-laperm.log" in members
     assert not any(m.endswith((".keras", ".h5")) for m in members)
     with tarfile.open(out / "runs.tar.gz") as tar:
-        record = json.load(tar.extractfile("runs/conv2_laperm_s0_e2_f50/result.json"))
+        record = json.load(tar.extractfile("runs/conv2_laperm_s0_e2_f25/result.json"))
     assert record["engine"] == "device" and record["host_round_trips_per_epoch"] > 0
 
     # a cut run (here: its last epoch and result taken away) is recorded as a reduced run
     lease_py = _module("lease")
-    args = SimpleNamespace(seeds=[0], engine="device", epochs=2, train_fraction=0.5,
+    args = SimpleNamespace(seeds=[0], engine="device", epochs=2, train_fraction=0.25,
                            precision="float32")
     run = lease_py.Run("conv2", "laperm", home / "runs" / "conv2-laperm", args)
     folder = run.folder()
@@ -264,8 +264,8 @@ def test_lease_end_to_end_on_cpu(packed, tmp_path):
     run.poll_history()
     env = {**_env(home), "LAPERM_DATA_DIR": str(home / "data"), "PYTHONPATH": str(ROOT)}
     lease_py.snapshots([run], env, time.monotonic() + 300, log=lambda s: None)
-    made = json.loads((run.parent / "conv2_laperm_s0_e1_f50" / "result.json").read_text())
-    assert made["scale"]["epochs_run"] == 1 and made["snapshot_of"].startswith("conv2_laperm_s0_e2_f50")
+    made = json.loads((run.parent / "conv2_laperm_s0_e1_f25" / "result.json").read_text())
+    assert made["scale"]["epochs_run"] == 1 and made["snapshot_of"].startswith("conv2_laperm_s0_e2_f25")
     assert made["engine"] == "device"  # the snapshot names its run's engine
     assert run.folder() == folder  # the snapshot beside it is not taken for the run
 

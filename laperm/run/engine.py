@@ -57,7 +57,8 @@ ENGINES = ("fit", "device")
 #: Matmul precisions the device engine accepts (``jax.default_matmul_precision``).
 MATMUL_PRECISIONS = ("highest", "default")
 
-#: Evaluation batch size (the ``fit`` path evaluates in batches of 500 too).
+#: Largest evaluation batch (the ``fit`` path evaluates in batches of 500 too); a set is
+#: cut into the fewest batches of at most this size, of equal size (the last padded).
 EVAL_BATCH = 500
 
 
@@ -242,6 +243,7 @@ class DeviceTrainer:
                               for k, v in self.eval_sets.items()}
         self.round_trips = 0
         self._jit = {}
+        self._evaluated = None  # (state, evaluate_three_ways of it): not evaluated twice
 
     # ------------------------------------------------------------ state
     def _state_from_model(self):
@@ -296,13 +298,16 @@ class DeviceTrainer:
         import jax.numpy as jnp
 
         n = int(x.shape[0])
+        # the fewest batches of at most EVAL_BATCH, of equal size: a set of 200 is one batch
+        # of 200 (not 500 with 300 padded), 1200 is three of 400; 5000 and 10000: of 500
         batches = max(math.ceil(n / EVAL_BATCH), 1)
-        pad = batches * EVAL_BATCH - n
+        size = max(math.ceil(n / batches), 1)
+        pad = batches * size - n
         mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
         if pad:
             x = jnp.concatenate([x, jnp.zeros((pad,) + tuple(x.shape[1:]), x.dtype)])
             y = jnp.concatenate([y, jnp.zeros((pad,), y.dtype)])
-        shape = (batches, EVAL_BATCH)
+        shape = (batches, size)
         return (x.reshape(shape + tuple(x.shape[1:])), y.reshape(shape),
                 jnp.asarray(mask.reshape(shape)), n)
 
@@ -422,6 +427,7 @@ class DeviceTrainer:
         order = jnp.asarray(epoch_order(self.n_train, self.config.seed, epoch).astype(np.int32))
         epoch_key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), epoch)
         tv, ntv, ov = self.state
+        self._evaluated = None  # its judged values are not kept on the device while training
         sums = jnp.zeros(2, jnp.float32)
         step, end = int(first), int(first) + int(count)
         with self._precision():
@@ -576,10 +582,15 @@ class DeviceTrainer:
             ``(scores, judged)``: the scores (``val``/``test`` as ``(loss,
             accuracy)``, ``test_unsynced``, ``val_stale_bn``, ``test_stale_bn``,
             ``bn_seconds``) and the ``(trainable, non-trainable)`` values that
-            were judged (for the best weights).
+            were judged (for the best weights).  A state evaluated already (the
+            final evaluation after the last epoch's) is not evaluated again.
         """
         import jax
 
+        if self._evaluated is not None and self._evaluated[0] is self.state:
+            scores, judged = self._evaluated[1]
+            return dict(scores), judged
+        evaluated = self.state
         nan = float("nan")
         out = {"test_unsynced": nan, "val_stale_bn": nan, "test_stale_bn": nan,
                "bn_seconds": nan}
@@ -596,6 +607,7 @@ class DeviceTrainer:
                 out["bn_seconds"] = time.perf_counter() - t0
         out["val"] = self.evaluate(tv, ntv, "val")
         out["test"] = self.evaluate(tv, ntv, "test")
+        self._evaluated = (evaluated, (dict(out), (tv, ntv)))
         return out, (tv, ntv)
 
     def adam_recalibrated_test(self):

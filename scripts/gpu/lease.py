@@ -367,7 +367,8 @@ def run_summary(run: Run, manifest: dict, window_s: float | None) -> dict:
         est = (startup or 0.0) + (out["compile_s_est"] or 0.0) + paper * per_epoch * full / steps
         out["est_paper_run_s"] = est
         out["est_basis"] = ("measured epochs" if full == steps else
-                            f"epochs of {steps} steps scaled to {full} (an upper bound)")
+                            f"epochs of {steps} step{'s' if steps != 1 else ''} scaled to {full} "
+                            "(an upper bound)")
         out["est_paper_run_h"] = est / 3600
         if window_s:
             out["paper_run_share_per_lease"] = min(1.0, window_s / est)
