@@ -45,6 +45,12 @@ def test_sentences_say_the_profiles_and_the_time_against_the_budget():
         "All sections, kernel starts included: **1.0 min** (the `cpu` profile's budget: 45 min "
         "on 2 CPU cores).")
     assert viz.plot_section_times(one) is not None
+    # a section without a measured kernel start counts by its own wall time, and is named
+    partial = status.status_table(RECORDS, ["02_a", "08_status"], "08_status", "cpu",
+                                  kernel_times={"02_a": {"wall_time_s": 60.0}})
+    assert status.time_sentence(partial, "cpu") == (  # 60 s + 99_gone's 12 s wall time
+        "All sections, kernel starts included: **1.2 min** (1 of 2 without a measured kernel "
+        "start: their own wall time counted).")
 
 
 def test_a_build_without_records():

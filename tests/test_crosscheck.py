@@ -226,6 +226,7 @@ def test_f1_training_with_the_keras_loss_parts_between_syncs(code, mnist_dir):
     assert (synced["agree_fraction"] >= synced["chance_fraction"]).all()
 
 
+@pytest.mark.slow  # trains Conv7 in both implementations (~12 s)
 def test_conv7_training_is_identical_without_dropout(code, mnist_dir):
     result = cc.compare_training("conv7", syncs=2, sync_period=5, matching=True, dropout=False,
                                  train_fraction=0.005, data_dir=mnist_dir, code=code)

@@ -107,3 +107,22 @@ def test_optax_sync_and_training_agree_with_keras():
     assert run.rows[0]["syncs"] == 2  # two batches of 128, a sync after each
     assert run.rows[0]["permutation_of_theta0"] and run.same_sync_as_keras
     assert run.steps_since_sync == 0
+
+
+def test_describe_counts_steps_and_syncs_from_the_data_held():
+    mlp = _tiny_setup(n_train=300, n_test=50)  # 2 batches of 128 an epoch
+    assert mlp.describe(epochs=3, sync_period=4) == (
+        "300 training images (2 batches of 128 an epoch), 50 test images; 3 epochs with "
+        "k = 4: 6 steps, 1 sync.")
+    assert mlp.describe(epochs=1, sync_period=10).endswith("1 epoch with k = 10: 2 steps, 0 syncs.")
+
+
+def test_show_missing_lists_each_skipped_part_for_the_status_page(capsys):
+    from laperm.book.page import Section
+
+    sec = Section(section="04_2_torch_and_jax", profile="smoke", params={}, overridden=[])
+    frameworks.show_missing({"torch": False, "optax": True}, sec)
+    assert sec.skipped_parts == [frameworks.PARTS["torch"]]
+    assert capsys.readouterr().out.count("Markdown object") == 1  # one line shown
+    frameworks.show_missing({"torch": True, "optax": True}, sec)
+    assert sec.skipped_parts == [frameworks.PARTS["torch"]]

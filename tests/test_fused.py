@@ -147,6 +147,7 @@ def test_kernels_is_a_config_choice_outside_the_hash_at_its_default():
         fused.make_adam(1e-3, "xla")
 
 
+@pytest.mark.slow  # a Conv2 run end to end, reloaded (~11 s)
 def test_an_experiment_with_fused_kernels_records_and_reloads_them(tmp_path, small_data_dir):
     from laperm.paper import paper_config
     from laperm.experiment import run

@@ -32,7 +32,8 @@ def test_summary_table_from_a_hand_made_curve():
     f2 = table.loc["F2"]
     assert f2["steps"] == 100 and f2["θ0"] == 0.1 and f2["random permutation of θ0"] == 0.11
     assert f2["θt (Adam)"] == 0.9 and f2["re-permuted θ0"] == 0.5
-    assert f2["best repermuted (step)"] == "0.6000 (10)"
+    assert f2["best repermuted (step)"] == "60.00% (10)"
+    assert set(locations.ACCURACY_COLUMNS) <= set(table.columns)
     assert f2["rank correlation with θ0"] == 0.8 and f2["relative value change"] == 0.3
     assert table.loc["CONV7", "re-permuted θ0 (biases too)"] == 0.45
     assert pd.isna(f2["re-permuted θ0 (biases too)"])

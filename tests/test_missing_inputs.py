@@ -63,11 +63,14 @@ def test_authors_code_not_found_is_one_note_with_how_to_get_it(tmp_path):
 
 def test_show_notice_records_what_is_skipped_and_shows_one_box(capsys):
     sec = _section()
-    assert inputs.show_notice(sec, []) is False
+    assert inputs.show_notice(sec, []) is None  # a cell ending with it shows no True/False
     assert (sec.skipped_parts, sec.missing_inputs) == ([], [])
+    assert capsys.readouterr().out == ""
     a = inputs.MissingInput("A missing", "get A", ("(b)",))
     b = inputs.MissingInput("B missing", "get B", ("(b)", "(c)"))
-    assert inputs.show_notice(sec, [a, b]) is True
+    assert inputs.show_notice(sec, [a, b]) is None
+    out = capsys.readouterr().out  # outside a kernel, display() prints
+    assert "A missing" in out and "B missing" in out
     assert sec.missing_inputs == ["A missing", "B missing"]
     assert sec.skipped_parts == ["(b)", "(c)"]  # each part once
     inputs.note_skipped(sec, "(a) Conv7")

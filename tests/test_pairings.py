@@ -190,3 +190,25 @@ def test_folded_findings_keep_every_sentence():
     html = finding_box.folded(["a: **97.00%** test accuracy.", "`x` < y"])
     assert html.startswith('<details class="findings"><summary>2 sentences')
     assert "<b>97.00%</b>" in html and "<code>x</code> &lt; y" in html
+
+
+def test_the_box_opens_with_what_the_execution_found():
+    from laperm.book import finding_box
+
+    box = ('<div class="admonition tip finding-box" id="finding"><p class="admonition-title">'
+           "What this page shows</p><p>x</p></div>")
+    assert finding_box.with_found(box, []) == box
+    two = finding_box.with_found(box, ["F2: **97.10%** after `3` epochs.", "b < c"])
+    assert two == (box[:-len("</div>")] + "<p><b>This execution found</b>:</p><ul><li>F2: "
+                   "<b>97.10%</b> after <code>3</code> epochs.</li><li>b &lt; c</li></ul></div>")
+    five = finding_box.with_found(box, [f"s{i}" for i in range(5)])
+    assert "<li>s2</li>" in five and "<li>s3</li>" not in five
+    assert 'the first 3 of 5: <a href="#what-this-page-found">all below</a>' in five
+    # Every page whose findings are computed in its execution ends with this function, under
+    # the heading the link points to.
+    for page in ("02_weight_profiles", "03_locations_vs_values", "04_laperm",
+                 "04_1_authors_code", "04_2_torch_and_jax", "06_published_checkpoints"):
+        text = (COMMITTED.parent / "book" / f"{page}.md").read_text()
+        end = text.split("\n## What this page found\n")[1]
+        assert "from laperm.book.finding_box import show_findings" in text, page
+        assert "show_findings(" in end and "findings import show_findings" not in text, page

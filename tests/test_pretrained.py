@@ -93,6 +93,7 @@ def test_project_weights_score_what_the_manifest_says(data_dir):
         assert accuracy == pytest.approx(meta["test_accuracy"], abs=2e-4), name
 
 
+@pytest.mark.slow  # trains and exports a Conv2 run end to end (~13 s)
 def test_float16_copy_is_half_the_size_and_scored_as_stored(tmp_path, small_data_dir):
     """A BatchNorm LaPerm model: the half-precision copy loads, re-scores its manifest
     accuracy, and each kernel is a permutation of the rounded theta_0."""
@@ -120,6 +121,7 @@ def test_float16_copy_is_half_the_size_and_scored_as_stored(tmp_path, small_data
             np.testing.assert_array_equal(np.sort(np.asarray(after), axis=None), rounded)
 
 
+@pytest.mark.slow  # trains and exports a Conv2 run end to end (~13 s each)
 @pytest.mark.parametrize("kernels, dtype", [("keras", "float32"), ("fused", "float16")])
 def test_weights_of_a_bfloat16_run_are_scored_as_loaded(tmp_path, small_data_dir, kernels,
                                                         dtype):

@@ -94,7 +94,7 @@ def test_missing_checkpoints_note_says_where_to_get_them():
 def test_adam_run_summary():
     run = ps.AdamRun(model=None, theta0=[], accuracy=0.91234, n_train=100, seconds=3.4,
                      scale="F2 + Adam, 1 epoch(s)", n_test=10000)
-    assert run.summary == "F2 + Adam, 1 epoch(s): test accuracy 0.9123 on 10000 images, 3 s"
+    assert run.summary == "F2 + Adam, 1 epoch(s): test accuracy 91.23% on 10,000 images, 3 s"
 
 
 def test_train_with_adam_keeps_theta0_and_counts_images():

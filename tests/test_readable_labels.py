@@ -208,15 +208,16 @@ def test_a_wide_table_is_shown_as_several_each_naming_its_rows(monkeypatch):
                             index=pd.Index(["a", "b", "c", "d"], name="model"))
     labelled.iloc[:, 0] = [1, 2, 3, 4]
     show_compact(labelled)  # c1-c8 are constant (the caption): 1 column left
-    assert len(shown) == 1 and list(shown[0].columns) == ["c0"]
+    assert len(shown) == 1 and list(shown[0].columns) == ["model", "c0"]  # one header row
+    assert 'class="blank' not in shown[0].to_html()  # no index column, no index-name row
     shown.clear()
     labelled.iloc[:, :] = np.arange(36).reshape(4, 9)
     show_compact(labelled)
-    assert len(shown) == 2 and [len(s.columns) for s in shown] == [5, 4]  # 9 = 5 + 4
-    assert all(s.index.tolist() == ["a", "b", "c", "d"] for s in shown)
+    assert len(shown) == 2 and [len(s.columns) for s in shown] == [6, 5]  # model + 9 = 5 + 4
+    assert all(s.data["model"].tolist() == ["a", "b", "c", "d"] for s in shown)
     shown.clear()
     show_compact(labelled.iloc[:1])  # one row, 9 columns: turned, one row per column
-    assert len(shown) == 1 and list(shown[0].columns) == ["a"] and len(shown[0].index) == 9
+    assert len(shown) == 1 and list(shown[0].columns) == ["", "a"] and len(shown[0].index) == 9
 
 
 def test_tables_say_settings_not_variant():
@@ -286,4 +287,5 @@ def test_show_compact_counts_every_level_of_the_row_labels(monkeypatch):
     scores = pd.DataFrame(np.arange(28).reshape(4, 7) / 7, index=index,
                           columns=[f"s{i}" for i in range(7)])
     show_compact(scores)  # 2 label columns + 7 = 9: two tables of 2 + 4 and 2 + 3
-    assert [len(s.columns) for s in shown] == [4, 3]
+    assert [len(s.columns) for s in shown] == [6, 5]
+    assert all(list(s.columns[:2]) == ["", " "] for s in shown)  # blank headers, one row

@@ -183,9 +183,10 @@ def test_crash_around_the_checkpoint_trains_each_epoch_once(tmp_path, small_data
     assert result["resumed_at_epochs"] == ([1] if after == "history.csv" else [2])
 
 
-def test_restart_over_a_finished_run_never_leaves_a_stale_result(tmp_path, data_dir,
+def test_restart_over_a_finished_run_never_leaves_a_stale_result(tmp_path, small_data_dir,
                                                                    interrupt_after):
-    cfg = f1_small()
+    data_dir = small_data_dir  # a few hundred images
+    cfg = f1_tiny()
     out = tmp_path / "run"
     run(cfg, out, data_dir=data_dir, progress=False)
     assert (out / "result.json").exists()
@@ -197,8 +198,9 @@ def test_restart_over_a_finished_run_never_leaves_a_stale_result(tmp_path, data_
     assert len(history) == result["scale"]["epochs_run"] == cfg.epochs
 
 
-def test_a_result_is_only_returned_with_its_own_history(tmp_path, data_dir):
-    cfg = f1_small(epochs=3)
+def test_a_result_is_only_returned_with_its_own_history(tmp_path, small_data_dir):
+    data_dir = small_data_dir  # a few hundred images
+    cfg = f1_tiny(epochs=3)
     out = tmp_path / "run"
     run(cfg, out, data_dir=data_dir, progress=False)
     history = pd.read_csv(out / "history.csv")
@@ -209,8 +211,9 @@ def test_a_result_is_only_returned_with_its_own_history(tmp_path, data_dir):
     assert list(out.glob("history.abandoned-*.csv"))  # the old history was kept
 
 
-def test_resume_keeps_the_initialisation_tables(tmp_path, data_dir, interrupt_after):
-    cfg = f1_small()
+def test_resume_keeps_the_initialisation_tables(tmp_path, small_data_dir, interrupt_after):
+    data_dir = small_data_dir  # a few hundred images
+    cfg = f1_tiny()
     _, expected = run(cfg, tmp_path / "a", data_dir=data_dir, progress=False)
     assert expected["init_tables"]["shared_value"], "F1 records its shared-value table"
     interrupt_after(1)
@@ -260,8 +263,9 @@ def test_a_legacy_record_on_other_data_is_refused(tmp_path, data_dir):
     assert len(again) == 1
 
 
-def test_a_run_made_with_another_backend_is_reused_only_when_asked(tmp_path, data_dir):
-    cfg = f1_small(epochs=1)
+def test_a_run_made_with_another_backend_is_reused_only_when_asked(tmp_path, small_data_dir):
+    data_dir = small_data_dir  # a few hundred images
+    cfg = f1_tiny(epochs=1)
     out = tmp_path / "run"
     _, first = run(cfg, out, data_dir=data_dir, progress=False)
     stored = json.loads((out / "config.json").read_text())
@@ -273,12 +277,13 @@ def test_a_run_made_with_another_backend_is_reused_only_when_asked(tmp_path, dat
     assert again["final_test_accuracy"] == first["final_test_accuracy"]
 
 
-def test_a_folder_of_another_config_is_refused_and_not_touched(tmp_path, data_dir):
+def test_a_folder_of_another_config_is_refused_and_not_touched(tmp_path, small_data_dir):
+    data_dir = small_data_dir  # a few hundred images
     out = tmp_path / "run"
-    run(f1_small(epochs=1), out, data_dir=data_dir, progress=False)
+    run(f1_tiny(epochs=1), out, data_dir=data_dir, progress=False)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     with pytest.raises(RunDirError, match="different config"):
-        run(f1_small(epochs=2), out, data_dir=data_dir, progress=False)
+        run(f1_tiny(epochs=2), out, data_dir=data_dir, progress=False)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
@@ -304,8 +309,9 @@ def test_missing_data_leaves_no_folder(tmp_path, monkeypatch):
     assert not out.exists()
 
 
-def test_temporary_files_are_cleaned_on_the_next_start(tmp_path, data_dir, interrupt_after):
-    cfg = f1_small(epochs=2)
+def test_temporary_files_are_cleaned_on_the_next_start(tmp_path, small_data_dir, interrupt_after):
+    data_dir = small_data_dir  # a few hundred images
+    cfg = f1_tiny(epochs=2)
     out = tmp_path / "run"
     interrupt_after(1)
     with pytest.raises(Interrupt):
@@ -443,8 +449,9 @@ def test_a_run_in_progress_is_recorded_as_a_reduced_run(tmp_path, data_dir, inte
     assert snapshot_partial(out, tmp_path, run_name) is None  # finished: nothing to record
 
 
-def test_a_crash_before_the_first_checkpoint_starts_cleanly(tmp_path, data_dir, interrupt_after):
-    cfg = f1_small(epochs=2)
+def test_a_crash_before_the_first_checkpoint_starts_cleanly(tmp_path, small_data_dir, interrupt_after):
+    data_dir = small_data_dir  # a few hundred images
+    cfg = f1_tiny(epochs=2)
     out = tmp_path / "run"
     interrupt_after(1, "history.csv")
     with pytest.raises(Interrupt):

@@ -45,7 +45,7 @@ def test_sync_report_fails_when_the_sync_breaks_a_promise():
 def test_scale_text_counts_the_steps():
     text = step_by_step.scale_text(10, 1, 10000, 2000)
     assert "k=10" in text and "= 79 steps" in text  # ceil(10000 / 128) = 79
-    assert step_by_step.scale_text(100, 5, 60000, 10000).count("= 2345 steps") == 1  # 469 x 5
+    assert step_by_step.scale_text(100, 5, 60000, 10000).count("60,000 MNIST training images = 2,345 steps; first 10,000 test images") == 1  # 469 x 5
 
 
 def test_show_scale_notes_the_scale_in_the_section():
@@ -70,6 +70,9 @@ def test_permutation_check_table_and_sentence_by_hand():
     assert step_by_step.permutation_sentence(THETA0, THETA) == (
         "every vector is a permutation of its initial vector: True; "
         "33.3% of the weights changed place")
+    shown = step_by_step.permutation_check_display(table)
+    assert shown["max |sorted(θT) − sorted(θ0)|"].tolist() == ["0", "0"]
+    assert shown["weights moved"].tolist() == ["66.7%", "0.0%"]
     with pytest.raises(ValueError):
         profiles.permutation_check_table(THETA0, THETA + 1)
 

@@ -50,7 +50,8 @@ def comparison_table(records: pd.DataFrame, metric: str = "test_accuracy_at_best
                zip(records["epochs_run"], records["paper_epochs"], records["n_train"])]
     synced_ = (records["synced"].astype(bool) if "synced" in records
                else pd.Series(True, index=records.index))
-    # A LaPerm run that never synced is inner Adam under another name: said so, no paper number.
+    # A LaPerm run that never synced trained as inner Adam (scored after the evaluation's one
+    # sync): said so, no paper number.
     optimizer = np.where(synced_, records["optimizer"], "laperm (never synced)")
     df = records.assign(
         scale=np.where(records["scale"] == "paper scale", "paper scale", reduced),
@@ -460,7 +461,8 @@ def results_table(runs: dict, paper_names: dict | None = None) -> pd.DataFrame:
         belongs to (``paper row``, e.g. ``conv7`` for ``conv7_k20``) and its ``seed``.  ``paper`` is filled for
         LaPerm runs that synced at least once (:func:`synced`) only: the paper's
         table has no Adam numbers, and a LaPerm run stopped before its first
-        sync is inner Adam, labelled so.
+        sync trained as inner Adam (scored after the evaluation's one sync),
+        labelled so (:data:`NEVER_SYNCED`).
     """
     paper_names = paper_names or {}
     rows = []

@@ -157,9 +157,14 @@ def run(model_name: str, epochs: int, train_images: int, batch_size: int, *,
     model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=[callback], verbose=0)
     random_acc = callback.accuracy(random_repermutation(theta0, seed))
     scale = (f"{model_name.upper()} + Adam (lr {learning_rate:g}, batch "
-             f"{batch_size}), {epochs} epoch(s) on {len(x)} MNIST training images = "
-             f"{total} steps; accuracy on the first {len(x_test)} test images (reduced)")
+             f"{batch_size}), {epochs} epoch(s) on {len(x):,} MNIST training images = "
+             f"{total:,} steps; accuracy on the first {len(x_test):,} test images (reduced)")
     return Result(pd.DataFrame(callback.rows), random_acc, scale, len(x_test))
+
+
+#: The columns of :func:`summary_table` that are test accuracies (shown as percentages).
+ACCURACY_COLUMNS = ("θ0", "random permutation of θ0", "θt (Adam)", "re-permuted θ0",
+                    "re-permuted θ0 (biases too)")
 
 
 def summary_table(runs: dict[str, Result]) -> pd.DataFrame:
@@ -184,7 +189,7 @@ def summary_table(runs: dict[str, Result]) -> pd.DataFrame:
                "re-permuted θ0": final["repermuted theta_0"]}
         if "repermuted theta_0 (biases too)" in curve:
             row["re-permuted θ0 (biases too)"] = final["repermuted theta_0 (biases too)"]
-        row["best repermuted (step)"] = (f"{best['repermuted theta_0']:.4f} "
+        row["best repermuted (step)"] = (f"{best['repermuted theta_0']:.2%} "
                                          f"({int(best['step'])})")
         row["rank correlation with θ0"] = final["rank correlation with theta_0"]
         row["relative value change"] = final["relative value change"]

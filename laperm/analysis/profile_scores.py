@@ -126,7 +126,7 @@ class AdamRun:
     @property
     def summary(self) -> str:
         """One line: the scale, the test accuracy and the wall time."""
-        return (f"{self.scale}: test accuracy {self.accuracy:.4f} on {self.n_test} images, "
+        return (f"{self.scale}: test accuracy {self.accuracy:.2%} on {self.n_test:,} images, "
                 f"{self.seconds:.0f} s")
 
 
@@ -161,7 +161,7 @@ def train_with_adam(name: str, mnist, epochs: int, n_train: int, batch_size: int
     model.fit(x_train / 255.0, y_train, batch_size=batch_size, epochs=epochs, verbose=0)
     accuracy = model.evaluate(x_test / 255.0, y_test, batch_size=_EVAL_BATCH.get(name),
                               verbose=0)[1]
-    scale = (f"{name.capitalize()} + Adam, {epochs} epoch(s) on {len(x_train)} MNIST training "
+    scale = (f"{name.capitalize()} + Adam, {epochs} epoch(s) on {len(x_train):,} MNIST training "
              f"images{', no augmentation' if name != 'f2' else ''} (reduced)")
     return AdamRun(model, theta0, accuracy, len(x_train), time.perf_counter() - start, scale,
                    len(x_test))

@@ -93,16 +93,19 @@ def steps_run(n_train: int, batch_size: int, epochs: int) -> int:
     return steps_per_epoch(n_train, batch_size) * int(epochs)
 
 
-#: How a table names a LaPerm run that stopped before its first sync.
-NEVER_SYNCED = "LaPerm, never synced (= inner Adam)"
+#: How a table names a LaPerm run that stopped before its first sync: it trained as its
+#: inner Adam, and its scores are of those weights synced once, by the evaluation
+#: (:func:`laperm.run.evaluation.evaluate_three_ways` judges the synchronised weights).
+NEVER_SYNCED = "LaPerm, no sync in training (Adam, synced once to score)"
 
 
 def synced(optimizer: str, steps: int, sync_period) -> bool:
     """Whether a run is a LaPerm run in fact: at least one sync (``steps >= k``).
 
-    A LaPerm run stopped before its first sync never reconnected anything: its
-    weights are plain inner-Adam weights, so it never counts as LaPerm in a
-    table (Section 4: the sync is the method).  Adam runs are True.
+    A LaPerm run stopped before its first sync never reconnected anything while
+    it trained: it trained as plain inner Adam (its scores are of those weights
+    synced once, by the evaluation), so it never counts as LaPerm in a table
+    (Section 4: the sync during training is the method).  Adam runs are True.
     """
     return optimizer != "laperm" or steps >= sync_period
 

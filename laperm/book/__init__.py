@@ -56,6 +56,7 @@ _LAZY = {
                             "to_jshtml"),
     "laperm.book.runs": ("page_configs", "plot_curves_per_model", "print_configs",
                          "show_test_set", "show_three_evaluations"),
+    "laperm.book.tables": ("show_frame",),
 }
 _SUBMODULES = ("cache", "display", "errors", "execute", "findings", "frameworks", "knobs",
                "layout", "page", "runs", "sections", "site", "source", "status", "step_by_step",

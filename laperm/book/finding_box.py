@@ -8,6 +8,9 @@ reproduced``, each linked to its row of the verdict on the Results page (whose n
 back to the page).  A page without a row of its own (:data:`PAGE_SUBJECTS`) gets a box that
 says what it shows and the rows it bears on, with their verdicts, computed the same way.
 :func:`show` displays the box (one short cell under each page's title);
+:func:`show_findings` ends a page with what its execution found and adds the first of those
+sentences to the box at the top (:func:`with_found`: a page that computes its findings, such
+as Section 2's profile scores, opens with them, not only with what it shows);
 :func:`show_folded` displays a page's long run-by-run findings in a collapsed element.
 """
 
@@ -19,11 +22,18 @@ import re
 import pandas as pd
 
 from laperm.analysis.verdict import NOT_TESTED, counts, evidence_page, seeds_text
+from laperm.book import findings
 from laperm.book.findings import committed_verdict
 from laperm.paper import PAPER_ACCURACY, PUBLISHED_CHECKPOINTS, row_label
 
 #: The page that holds the verdict table whose rows the boxes link to.
 RESULTS_PAGE = "07_results"
+
+#: How many of a page's execution findings its box repeats (:func:`with_found`).
+BOX_FINDINGS = 3
+
+#: The box this kernel showed (:func:`show`): its page and HTML, for :func:`show_findings`.
+_shown: dict[str, str] = {}
 
 #: What each section page without a row of its own shows, and the rows of the paper's
 #: table it bears on (None: every row, as the method or its premise).
@@ -123,11 +133,46 @@ def finding_box(page: str, verdict: pd.DataFrame) -> str:
             f'<p class="admonition-title">{title}</p>{intro}{body}{note}</div>')
 
 
+def display_id(page: str) -> str:
+    """The Jupyter display id of ``page``'s box (:func:`show_findings` updates it)."""
+    return f"finding-box-{page}"
+
+
 def show(page: str) -> None:
     """Display ``page``'s :func:`finding_box`, computed from the committed records."""
     from IPython.display import HTML, display
 
-    display(HTML(finding_box(page, committed_verdict())))
+    box = finding_box(page, committed_verdict())
+    _shown.clear()
+    _shown.update(page=page, html=box)
+    display(HTML(box), display_id=display_id(page))
+
+
+def with_found(box: str, lines: list[str], most: int = BOX_FINDINGS) -> str:
+    """``box`` (:func:`finding_box`'s HTML) with the first ``most`` of ``lines`` (a page's
+    findings, Markdown sentences) under "This execution found", and a link to the rest
+    (the page's "What this page found" section) when there are more."""
+    if not lines:
+        return box
+    items = "".join(f"<li>{_inline(line)}</li>" for line in lines[:most])
+    more = (f' (the first {most} of {len(lines)}: <a href="#what-this-page-found">all '
+            "below</a>)" if len(lines) > most else "")
+    part = f"<p><b>This execution found</b>{more}:</p><ul>{items}</ul>"
+    head, _, _ = box.rpartition("</div>")
+    return f"{head}{part}</div>"
+
+
+def show_findings(lines: list[str], empty: str = "_Nothing was measured in this execution._"
+                  ) -> None:
+    """End a page with its findings (:func:`laperm.book.findings.show_findings`) and put the
+    first of them into the box this kernel showed at the top (:func:`with_found`), so the
+    executed page opens with what it found."""
+    from IPython.display import HTML, update_display
+
+    findings.show_findings(lines, empty)
+    if _shown and lines:
+        update_display(HTML(with_found(_shown["html"], lines)),
+                       display_id=display_id(_shown["page"]))
 
 
 def _inline(text: str) -> str:

@@ -38,6 +38,9 @@ MISSING = {"torch": 'PyTorch is not installed here: pip install "laperm[pytorch]
                     "build of torch) and re-run this page for its PyTorch part.",
            "optax": 'optax is not installed here: pip install "laperm[optax]" and re-run this '
                     "page for its JAX part."}
+#: The part of the page each framework runs (what the Status page lists as skipped without it).
+PARTS = {"torch": "PyTorch training (torch not installed)",
+         "optax": "JAX training (optax not installed)"}
 #: The name of the Keras implementation in :func:`sync_table`: every other is compared to it.
 KERAS = "laperm.LaPerm (Keras)"
 #: The layer sizes of the network both frameworks train (F2's shape, with biases).
@@ -53,13 +56,18 @@ def installed(names=tuple(MISSING)) -> dict[str, bool]:
     return {name: importlib.util.find_spec(name) is not None for name in names}
 
 
-def show_missing(found: dict[str, bool]) -> None:
-    """Display, in bold, why each framework that :func:`installed` did not find is skipped."""
+def show_missing(found: dict[str, bool], sec=None) -> None:
+    """Display, in bold, why each framework that :func:`installed` did not find is skipped,
+    and record its part (:data:`PARTS`) as skipped in ``sec`` for the Status page."""
     from IPython.display import Markdown, display
+
+    from laperm.book.inputs import note_skipped
 
     for name, ok in found.items():
         if not ok:
             display(Markdown(f"**Skipped: {MISSING[name]}**"))
+            if sec is not None:
+                note_skipped(sec, PARTS[name])
 
 
 # --------------------------------------------------------------------------
@@ -159,6 +167,19 @@ class MLPSetup:
         kernels0, biases0 = mlp_theta0(MLP_SIZES, init_seed)
         return cls(_flat(x_train[:train_images]), _labels(y_train[:train_images]),
                    _flat(x_test[:test_images]), _labels(y_test[:test_images]), kernels0, biases0)
+
+    def describe(self, epochs: int, sync_period: int, batch_size: int = 128) -> str:
+        """One sentence on what both trainings run: images, steps and syncs (from the data held).
+
+        Example: ``"2,000 training images (15 batches of 128 an epoch), 1,000 test images;
+        1 epoch with k = 10: 15 steps, 1 sync."``
+        """
+        steps = len(self.x_train) // batch_size
+        syncs = steps * epochs // sync_period
+        return (f"{len(self.x_train):,} training images ({steps:,} batches of {batch_size} an "
+                f"epoch), {len(self.x_test):,} test images; {epochs} epoch{'s' * (epochs != 1)} "
+                f"with k = {sync_period}: {steps * epochs:,} steps, {syncs:,} "
+                f"sync{'s' * (syncs != 1)}.")
 
     def batches(self, epoch: int, size: int = 128) -> list[np.ndarray]:
         """The shuffled batches (index arrays) of ``epoch``, the same for every framework.

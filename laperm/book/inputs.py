@@ -112,26 +112,24 @@ def note_skipped(sec, part: str) -> None:
         sec.skipped_parts.append(part)
 
 
-def show_notice(sec, missing) -> bool:
+def show_notice(sec, missing) -> None:
     """Show the one notice of a page's missing inputs (nothing when none is missing) and
-    record them for the Status page.
+    record them for the Status page (``sec.missing_inputs``, ``sec.skipped_parts``).
+
+    Returns None, so a page cell ending with this call shows no stray ``True``/``False``.
 
     Args:
         sec: the page's :class:`laperm.book.Section`.
         missing: :class:`MissingInput` items; None items are ignored.
-
-    Returns:
-        Whether anything was missing.
     """
     missing = [m for m in missing if m is not None]
     record(sec, missing)
     if not missing:
-        return False
+        return
     from IPython.display import display
 
     display({"text/html": notice_html(missing), "text/markdown": notice_markdown(missing),
              "text/plain": notice_markdown(missing)}, raw=True)
-    return True
 
 
 # --------------------------------------------------------------------------

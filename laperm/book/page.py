@@ -128,7 +128,7 @@ class Section:
             runs[label] = experiment.run(cfg, self.run_dir(cfg), progress=False)
             result = runs[label][1]
             print(f"{label}: {cfg.scale_label}; test accuracy at the best validation epoch "
-                  f"{result['test_accuracy_at_best_val']:.4f}; {result['wall_time_s']:.0f} s")
+                  f"{result['test_accuracy_at_best_val']:.2%}; {duration(result['wall_time_s'])}")
         update_banner(self)
         return runs
 
@@ -443,9 +443,17 @@ def stored_runs_title(results: list[dict], curves: dict) -> str:
     return title
 
 
-def show_compact(df, precision: int = 3, caption: str = "") -> None:
+def show_compact(df, precision: int = 3, caption: str = "", percent=()) -> None:
     """Display a table of numbers compactly: ``precision`` decimals, constant columns
-    as the caption, no default index (so wide score tables fit the page)."""
+    as the caption, no index column of its own (row labels are the first columns, their
+    names the headers: one header row), so wide score tables fit the page.
+
+    Args:
+        df: the table.
+        precision: decimals of the numbers.
+        caption: a sentence above the table (constant columns are added to it).
+        percent: columns of fractions (accuracies) to show as percentages, 2 decimals.
+    """
     import pandas as pd
     from IPython.display import display
 
@@ -453,14 +461,19 @@ def show_compact(df, precision: int = 3, caption: str = "") -> None:
     if len(df.columns) + 1 > MAX_COLUMNS and len(df) <= 3 and df.index.is_unique:
         # a wide table of a few rows reads better turned: one row per column
         df = df.T.rename_axis(None).rename(columns=str)
-    plain = isinstance(df.index, pd.RangeIndex)  # no row labels shown
-    labels = 0 if plain else df.index.nlevels  # the row labels' columns
+    labels = 0  # the columns that name a row: the row labels, as the first columns
+    if not isinstance(df.index, pd.RangeIndex):
+        # row labels become columns, their names the headers: no second header row
+        labels = df.index.nlevels
+        unnamed = (" " * i for i in range(labels))  # blank headers, each its own
+        df = df.rename_axis([name or next(unnamed) for name in df.index.names]).reset_index()
     text = "; ".join(t for t in (caption, f"all rows: {constant}" if constant else "") if t)
-    # a wide table: several, each at most MAX_COLUMNS wide with the row labels
-    for i, chunk in enumerate(column_chunks(df, MAX_COLUMNS - labels, keys=int(plain))):
-        style = chunk.style.format(precision=precision, na_rep="—")
-        if plain:
-            style = style.hide(axis="index")
+    # a wide table: several, each at most MAX_COLUMNS wide, each with the row labels
+    for i, chunk in enumerate(column_chunks(df, MAX_COLUMNS, keys=max(labels, 1))):
+        style = chunk.style.format(precision=precision, na_rep="—").hide(axis="index")
+        shares = [c for c in percent if c in chunk.columns]
+        if shares:
+            style = style.format("{:.2%}", subset=shares, na_rep="—")
         if text and i == 0:
             style = style.set_caption(text[0].upper() + text[1:] + ".")
         display(style)

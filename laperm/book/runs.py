@@ -259,8 +259,9 @@ def unsynced_note(unsynced: dict) -> str:
     """Markdown: the stored LaPerm runs that never synced (:func:`laperm.analysis.records.unsynced_runs`)."""
     if not unsynced:
         return "Every stored LaPerm run synced at least once."
-    return ("Stored LaPerm runs that **never synced** (Adam runs under another name; their "
-            "*paper* column above does not apply): "
+    return ("Stored LaPerm runs that **never synced** while training (they trained as Adam "
+            "and were scored after one sync, when evaluated; the *paper* column above does "
+            "not apply to them): "
             + "; ".join(short_run_label(name) + text.removeprefix(name) if text.startswith(name)
                         else text for name, text in unsynced.items()) + ".")
 

@@ -133,14 +133,27 @@ def profiles_sentence(table: pd.DataFrame) -> str:
 
 
 def time_sentence(table: pd.DataFrame, profile: str) -> str | None:
-    """The whole book's time, kernel starts included, against the profile's budget."""
+    """The whole book's time, kernel starts included, against the profile's budget.
+
+    The sum is the table's own times: each executed section's time with its kernel start,
+    or its wall time where the ``laperm`` command measured none (e.g. a page executed by
+    papermill), which the sentence then says; this page is not counted (it is still running).
+    """
     done = table[table["state"] == "executed"]
     if done.empty:
         return None
-    total = done["with kernel start (s)"].astype(float).sum() / 60
+    kernel = done["with kernel start (s)"].astype(float)
+    if "wall time (s)" in done:
+        kernel_or_wall = kernel.fillna(done["wall time (s)"].astype(float))
+    else:
+        kernel_or_wall = kernel
+    total = kernel_or_wall.sum() / 60
+    without = int(kernel.isna().sum())
     budget = BOOK_BUDGET_MIN.get(profile)
     same = set(done["profile"]) == {profile}
     return (f"All sections, kernel starts included: **{total:.1f} min**"
+            + (f" ({without} of {len(done)} without a measured kernel start: their own wall "
+               "time counted)" if without else "")
             + (f" (the `{profile}` profile's budget: {budget} min on 2 CPU cores)."
                if budget and same else "."))
 

@@ -70,7 +70,7 @@ def scale_text(sync_period: int, epochs: int, n_train: int, n_test: int,
     """What the page's run is: the model, k, epochs, training images, steps and test images."""
     steps = int(np.ceil(n_train / batch_size)) * epochs
     return (f"F1-like Dense(10) + LaPerm(Adam, k={sync_period}), {epochs} epoch(s) "
-            f"on {n_train} MNIST training images = {steps} steps; first {n_test} "
+            f"on {n_train:,} MNIST training images = {steps:,} steps; first {n_test:,} "
             "test images (reduced)")
 
 
@@ -128,6 +128,15 @@ def sync_report(theta0, w, synced) -> str:
         f"w (after sync) {synced}",
         f"largest entry at position {np.argmax(w)} before and {np.argmax(synced)} after",
     ])
+
+
+def permutation_check_display(check: pd.DataFrame) -> pd.DataFrame:
+    """:func:`laperm.analysis.profiles.permutation_check_table` as a reader reads it: the
+    largest gap between sorted vectors as a plain number (``0`` for a permutation) and the
+    share of weights moved as a percentage with 1 decimal."""
+    gap = "max |sorted(θT) − sorted(θ0)|"
+    return check.assign(**{gap: check[gap].map("{:g}".format),
+                           "weights moved": check["weights moved"].map("{:.1%}".format)})
 
 
 def permutation_sentence(theta0, theta) -> str:
