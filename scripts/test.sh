@@ -24,6 +24,8 @@ timed() {  # timed NAME COMMAND...: run COMMAND and record its wall time under N
     return "$status"
 }
 summary() {
+    echo "[test] machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+        "$(nproc) cores; commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo "[test] wall time of each tier (load average now: $(cut -d' ' -f1-3 /proc/loadavg)):"
     printf '[test]   %s\n' "${TIMES[@]}"
     printf '[test]   %-10s %5d s = %d.%d min\n' total "$SECONDS" $((SECONDS / 60)) \
