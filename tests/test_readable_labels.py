@@ -289,3 +289,25 @@ def test_show_compact_counts_every_level_of_the_row_labels(monkeypatch):
     show_compact(scores)  # 2 label columns + 7 = 9: two tables of 2 + 4 and 2 + 3
     assert [len(s.columns) for s in shown] == [6, 5]
     assert all(list(s.columns[:2]) == ["", " "] for s in shown)  # blank headers, one row
+
+
+def test_show_compact_shows_accuracies_as_percentages_turned_or_not(monkeypatch):
+    import re
+
+    import IPython.display
+
+    from laperm.book.page import show_compact
+
+    def cells(style):
+        return re.findall(r">([^<>]+)</td>", style.to_html())
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    wide = pd.DataFrame([[0.6012, "61.00% (4)"] + [i / 10 for i in range(7)]],
+                        columns=["accuracy", "best (step)"] + [f"s{i}" for i in range(7)],
+                        index=pd.Index(["F2"], name="model"))
+    show_compact(wide, percent=["accuracy"])  # one row, 10 columns: turned
+    assert cells(shown[-1])[:6] == ["accuracy", "60.12%", "best (step)", "61.00% (4)", "s0",
+                                    "0.000"]
+    show_compact(wide.iloc[:, :3], percent=["accuracy"])  # as it is
+    assert cells(shown[-1]) == ["F2", "60.12%", "61.00% (4)", "0.000"]

@@ -458,8 +458,8 @@ def show_compact(df, precision: int = 3, caption: str = "", percent=()) -> None:
     from IPython.display import display
 
     df, constant = split_constant_columns(reader_words(df))
-    if len(df.columns) + 1 > MAX_COLUMNS and len(df) <= 3 and df.index.is_unique:
-        # a wide table of a few rows reads better turned: one row per column
+    turned = len(df.columns) + 1 > MAX_COLUMNS and len(df) <= 3 and df.index.is_unique
+    if turned:  # a wide table of a few rows reads better turned: one row per column
         df = df.T.rename_axis(None).rename(columns=str)
     labels = 0  # the columns that name a row: the row labels, as the first columns
     if not isinstance(df.index, pd.RangeIndex):
@@ -471,8 +471,12 @@ def show_compact(df, precision: int = 3, caption: str = "", percent=()) -> None:
     # a wide table: several, each at most MAX_COLUMNS wide, each with the row labels
     for i, chunk in enumerate(column_chunks(df, MAX_COLUMNS, keys=max(labels, 1))):
         style = chunk.style.format(precision=precision, na_rep="—").hide(axis="index")
-        shares = [c for c in percent if c in chunk.columns]
-        if shares:
+        if turned:  # the percent "columns" are rows now, named in the first column
+            rows = chunk.index[chunk.iloc[:, 0].isin(list(percent))]
+            if len(rows):
+                style = style.format("{:.2%}", na_rep="—",
+                                     subset=pd.IndexSlice[rows, list(chunk.columns[1:])])
+        elif shares := [c for c in percent if c in chunk.columns]:
             style = style.format("{:.2%}", subset=shares, na_rep="—")
         if text and i == 0:
             style = style.set_caption(text[0].upper() + text[1:] + ".")
