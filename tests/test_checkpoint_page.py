@@ -40,8 +40,13 @@ def test_f1_scores_as_published_on_a_subset_and_its_zeros_match_the_mask(
     shared = checkpoints.shared_value_table(reference_checkpoints, f1)
     assert shared["exactly {0, v}"].all() and (shared["v (paper)"] == 0.08).all()
     lines = checkpoints.summary(results, zeros, shared)
-    assert lines[0] == "All 1 files found load into the models of `laperm.models` by layer order."
-    assert lines[-1] == "F1/F2 kernels hold exactly {0, v}: True."
+    se = np.sqrt(row["measured"] * (1 - row["measured"]) / 300)
+    assert lines[0] == (  # the scores first
+        f"MNIST on the first 300 test images (the paper used 10,000): F1 {row['measured']:.2%} "
+        f"(published 85.46%); {int(abs(row['difference']) <= 2 * se)} of 1 within 2 standard "
+        "errors of the published number.")
+    assert lines[-2] == "F1 and F2: every kernel holds exactly two values, {0, v}."
+    assert lines[-1] == "All 1 files found load into the models of `laperm.models` by layer order."
 
 
 @pytest.mark.parametrize("row, expected", [
@@ -77,4 +82,8 @@ def test_the_scores_figure():
     fig = viz.plot_checkpoint_scores(rows)
     assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
         "resnet50", "F1"]
+    # the legend lies under both panels, over no point
+    fig.canvas.draw()
+    legend = fig.legends[0].get_window_extent()
+    assert all(legend.y1 <= ax.get_window_extent().y0 for ax in fig.axes)
     assert viz.plot_checkpoint_scores(pd.DataFrame()) is None

@@ -76,8 +76,9 @@ def test_final_sync_table_and_findings_by_hand(capsys):
         framework="JAX + optax", epoch=1, syncs=1, test_acc_synced=0.559, test_acc_inner=0.6,
         permutation_of_theta0=True)], True, 5)
     table = frameworks.final_sync_table([None, run])
-    assert table.to_dict("records") == [dict(framework="JAX + optax", steps_since_last_sync=5,
-                                             same_sync_as_laperm_LaPerm=True)]
+    assert table.to_dict("records") == [{"framework": "JAX + optax",
+                                         "steps since the last sync": 5,
+                                         "same sync as laperm.LaPerm's": True}]
     assert frameworks.final_sync_table([None, None]).empty
     synced = {frameworks.KERAS: SYNCED_TOY, "laperm.optax": SYNCED_TOY}
     lines = frameworks.findings(synced, np.zeros((784, 128)), [None, run], 2000,
@@ -112,7 +113,7 @@ def test_optax_sync_and_training_agree_with_keras():
 def test_describe_counts_steps_and_syncs_from_the_data_held():
     mlp = _tiny_setup(n_train=300, n_test=50)  # 2 batches of 128 an epoch
     assert mlp.describe(epochs=3, sync_period=4) == (
-        "300 training images (2 batches of 128 an epoch), 50 test images; 3 epochs with "
+        "300 training images (2 batches of 128 an epoch), 50 test images;\n3 epochs with "
         "k = 4: 6 steps, 1 sync.")
     assert mlp.describe(epochs=1, sync_period=10).endswith("1 epoch with k = 10: 2 steps, 0 syncs.")
 
@@ -126,3 +127,12 @@ def test_show_missing_lists_each_skipped_part_for_the_status_page(capsys):
     assert capsys.readouterr().out.count("Markdown object") == 1  # one line shown
     frameworks.show_missing({"torch": True, "optax": True}, sec)
     assert sec.skipped_parts == [frameworks.PARTS["torch"]]
+
+
+def test_a_trainings_table_reads_in_words_and_percentages():
+    run = frameworks.TrainedRun("PyTorch", [dict(
+        framework="PyTorch", epoch=1, syncs=1, test_acc_synced=0.559, test_acc_inner=0.6,
+        permutation_of_theta0=True)], True, 5)
+    assert run.table().to_dict("records") == [{
+        "framework": "PyTorch", "epoch": 1, "syncs": 1, "test acc, synchronised": "55.90%",
+        "test acc, inner weights": "60.00%", "permutation of θ0": True}]

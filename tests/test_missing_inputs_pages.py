@@ -71,7 +71,7 @@ def test_page_6_says_once_what_is_missing_and_concludes_nothing(without_inputs):
     # the box is the page's first output after the banner
     assert any("laperm-missing-inputs" in o.get("data", {}).get("text/html", "") for o in outputs[:3])
     text = _text(outputs)
-    for conclusion in ("files found load into", "Zero fractions differ", "F1/F2 kernels hold",
+    for conclusion in ("files found load into", "Zero fractions differ", "every kernel holds",
                        "equal to the published number", "standard errors of the published"):
         assert conclusion not in text, conclusion
     assert not any("image/png" in o.get("data", {}) for o in outputs)  # no figure

@@ -86,3 +86,10 @@ def test_long_run_names_may_break_after_underscores(monkeypatch):
     assert "conv2_<wbr>adam_<wbr>s0_<wbr>e65" in html
     assert "conv2_<wbr>&lt;x&gt;_<wbr>s1" in html  # the names themselves are escaped
     assert "70.00%" in html
+    # the run names are the first column, under their name: one header row, no index
+    assert list(shown[0].data.columns) == ["run", "optimizer", "test acc at best val"]
+    assert html.count("<tr>") == 3 and "index_name" not in html
+    shown.clear()
+    show_table(pd.DataFrame({"implementation": ["a", "b"], "equal": [True, False]}))
+    assert shown[0].data["equal"].tolist() == ["yes", "no"]  # never True/False
+    assert 'class="row_heading' not in shown[0].to_html()  # no 0, 1 index column

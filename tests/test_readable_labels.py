@@ -202,6 +202,8 @@ def test_a_wide_table_is_shown_as_several_each_naming_its_rows(monkeypatch):
     assert len(shown) == 2 and all(s.data.count("<th>") <= 8 for s in shown)
     tables.show_frame(wide, max_columns=None)  # page 7.1: whole
     assert len(shown) == 3 and shown[-1].data.count("<th>") == 13
+    tables.show_frame(pd.DataFrame({"implementation": ["a", "b"], "equal": [True, False]}))
+    assert "<td>yes</td>" in shown[-1].data and "<td>no</td>" in shown[-1].data
     # show_compact: a labelled index is a column too
     shown.clear()
     labelled = pd.DataFrame([[0.5] * 9] * 4, columns=[f"c{i}" for i in range(9)],

@@ -242,9 +242,9 @@ def shared_style(shared: pd.DataFrame):
 
 
 def summary(results: pd.DataFrame, zeros: pd.DataFrame, shared: pd.DataFrame) -> list[str]:
-    """The page's findings, one sentence each, from the three tables."""
-    lines = [f"All {len(results)} files found load into the models of `laperm.models` "
-             "by layer order."]
+    """The page's findings, one sentence each, from the three tables: the scores first
+    (MNIST, then CIFAR-10), then what the weights hold, then that the files load."""
+    lines = []
     mnist = results[results["dataset/test set"].str.startswith("MNIST")]
     full = mnist[mnist["n"] == paper.TEST_IMAGES["mnist"]]
     if len(full):
@@ -253,6 +253,14 @@ def summary(results: pd.DataFrame, zeros: pd.DataFrame, shared: pd.DataFrame) ->
                         for r in full.itertuples() if abs(r.difference) >= 5e-5) or "none"
         lines.append("MNIST, full official test set: equal to the published number: "
                      f"{exact}; different: {off}.")
+    part = mnist[mnist["n"] != paper.TEST_IMAGES["mnist"]]
+    if len(part):
+        within = int((part["difference"].abs() <= 2 * part["std. error"]).sum())
+        scores = "; ".join(f"{r.model} {r.measured:.2%} (published {r.published:.2%})"
+                           for r in part.itertuples())
+        lines.append(f"MNIST on the first {int(part['n'].iloc[0]):,} test images (the paper "
+                     f"used {paper.TEST_IMAGES['mnist']:,}): {scores}; {within} of {len(part)} "
+                     "within 2 standard errors of the published number.")
     cifar = results[results["dataset/test set"].str.startswith("CIFAR")]
     if len(cifar):
         within = int((cifar["difference"].abs() <= 2 * cifar["std. error"]).sum())
@@ -269,5 +277,9 @@ def summary(results: pd.DataFrame, zeros: pd.DataFrame, shared: pd.DataFrame) ->
         lines.append(f"Zero fractions differ from the nominal p by at most {worst:.2f} "
                      f"points: {verdict}.")
     if len(shared):
-        lines.append(f"F1/F2 kernels hold exactly {{0, v}}: {bool(shared['exactly {0, v}'].all())}.")
+        lines.append("F1 and F2: every kernel holds exactly two values, {0, v}."
+                     if shared["exactly {0, v}"].all() else
+                     "F1 and F2: some kernel holds other values than {0, v} (the table above).")
+    lines.append(f"All {len(results)} files found load into the models of `laperm.models` "
+                 "by layer order.")
     return lines

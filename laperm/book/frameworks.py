@@ -41,6 +41,10 @@ MISSING = {"torch": 'PyTorch is not installed here: pip install "laperm[pytorch]
 #: The part of the page each framework runs (what the Status page lists as skipped without it).
 PARTS = {"torch": "PyTorch training (torch not installed)",
          "optax": "JAX training (optax not installed)"}
+#: The columns of a training's table (:meth:`TrainedRun.table`), in words.
+EPOCH_COLUMNS = {"test_acc_synced": "test acc, synchronised",
+                 "test_acc_inner": "test acc, inner weights",
+                 "permutation_of_theta0": "permutation of θ0"}
 #: The name of the Keras implementation in :func:`sync_table`: every other is compared to it.
 KERAS = "laperm.LaPerm (Keras)"
 #: The layer sizes of the network both frameworks train (F2's shape, with biases).
@@ -114,7 +118,7 @@ def tie_count(current) -> int:
 
 def ties_sentence(theta0, current) -> str:
     """The ties among ``current``'s weights, and the share of θ0 that is zero."""
-    return (f"{tie_count(current)} tied current weights among {np.asarray(current).size} "
+    return (f"{tie_count(current):,} tied current weights among {np.asarray(current).size:,} "
             f"({np.mean(np.asarray(theta0) == 0):.0%} of theta_0 is zero)")
 
 
@@ -177,7 +181,7 @@ class MLPSetup:
         steps = len(self.x_train) // batch_size
         syncs = steps * epochs // sync_period
         return (f"{len(self.x_train):,} training images ({steps:,} batches of {batch_size} an "
-                f"epoch), {len(self.x_test):,} test images; {epochs} epoch{'s' * (epochs != 1)} "
+                f"epoch), {len(self.x_test):,} test images;\n{epochs} epoch{'s' * (epochs != 1)} "
                 f"with k = {sync_period}: {steps * epochs:,} steps, {syncs:,} "
                 f"sync{'s' * (syncs != 1)}.")
 
@@ -225,8 +229,12 @@ class TrainedRun:
     steps_since_sync: int
 
     def table(self) -> pd.DataFrame:
-        """:attr:`rows` as a table."""
-        return pd.DataFrame(self.rows)
+        """:attr:`rows` as a table a reader reads: accuracies as percentages (2 decimals),
+        the columns named in words (:data:`EPOCH_COLUMNS`)."""
+        t = pd.DataFrame(self.rows)
+        for column in ("test_acc_synced", "test_acc_inner"):
+            t[column] = t[column].map("{:.2%}".format)
+        return t.rename(columns=EPOCH_COLUMNS)
 
 
 def show_epochs(run: TrainedRun | None, skipped: str) -> None:
@@ -240,8 +248,9 @@ def show_epochs(run: TrainedRun | None, skipped: str) -> None:
 def final_sync_table(runs) -> pd.DataFrame:
     """Per run (None ones left out): the steps since its last sync and whether the sync of
     its final weights by :class:`laperm.LaPerm` equals its own."""
-    return pd.DataFrame([dict(framework=run.framework, steps_since_last_sync=run.steps_since_sync,
-                              same_sync_as_laperm_LaPerm=run.same_sync_as_keras)
+    return pd.DataFrame([{"framework": run.framework,
+                          "steps since the last sync": run.steps_since_sync,
+                          "same sync as laperm.LaPerm's": run.same_sync_as_keras}
                          for run in runs if run is not None])
 
 

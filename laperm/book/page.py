@@ -378,11 +378,14 @@ def show_table(df) -> None:
 
     Columns with the same value in every row become the caption; the step
     count is left out (the scale says how long each run was); wall times are
-    read in seconds, minutes or hours; at most :data:`MAX_COLUMNS` columns are
-    shown (:func:`section_columns`), the caption names the others.
+    read in seconds, minutes or hours; yes/no instead of True/False; at most
+    :data:`MAX_COLUMNS` columns are shown (:func:`section_columns`), the caption
+    names the others.  Row labels (the run names) are the first column, under
+    their name: one header row, no index column.
     """
     import html
 
+    import pandas as pd
     from IPython.display import display
 
     df = df.drop(columns=[c for c in ("steps",) if c in df.columns])
@@ -397,11 +400,15 @@ def show_table(df) -> None:
         caption and f"All rows: {caption}.",
         left_out and ("Not shown here: " + ", ".join(left_out)
                       + " (page 7.1 lists every column of the committed runs).")]))
+    if not isinstance(df.index, pd.RangeIndex):  # the run names: a column of their own
+        df = df.rename_axis(df.index.name or "run").reset_index()
+    df = df.assign(**{c: df[c].map({True: "yes", False: "no"}) for c in df.columns
+                      if df[c].dtype == bool})
     style = df.style.format({k: v for k, v in _FORMATS.items() if k in df.columns}, na_rep="—")
     # Run names are long and have no spaces: let the browser break them after
     # an underscore, so that a table of many runs fits the page's column.
-    style = style.format_index(lambda name: html.escape(str(name)).replace("_", "_<wbr>"),
-                               axis=0)
+    style = style.format(lambda name: html.escape(str(name)).replace("_", "_<wbr>"),
+                         subset=[df.columns[0]]).hide(axis="index")
     if caption:
         style = style.set_caption(caption)
     display(style)

@@ -87,7 +87,8 @@ def reader_words(df: pd.DataFrame) -> pd.DataFrame:
 
 def show_frame(df: pd.DataFrame | None, empty: str | None = None, na_rep: str = "NaN",
                max_columns: int | None = MAX_COLUMNS) -> None:
-    """Display ``df`` with :func:`frame_html`, or ``empty`` (Markdown) when it has no rows.
+    """Display ``df`` with :func:`frame_html` (yes/no for True/False), or ``empty`` (Markdown)
+    when it has no rows.
 
     Args:
         df: the table (None counts as empty).
@@ -102,6 +103,7 @@ def show_frame(df: pd.DataFrame | None, empty: str | None = None, na_rep: str = 
         if empty:
             display(Markdown(empty))
         return
+    df = df.assign(**{c: df[c].map(_yes_no) for c in df.columns if df[c].dtype == bool})
     for chunk in column_chunks(reader_words(df), max_columns):
         display(HTML(frame_html(chunk, na_rep)))
 

@@ -89,7 +89,6 @@ def plot_checkpoint_scores(results: pd.DataFrame):
     ax1.set_yticks(ypos, order["model"])
     ax1.set_xlabel("test accuracy (%)")
     ax1.set_title("accuracy")
-    ax1.legend(loc="lower left", fontsize="x-small")
     diff = 100 * order["difference"]
     ax2.errorbar(diff, ypos, xerr=200 * order["std. error"], fmt="none", ecolor="0.4",
                  capsize=3)
@@ -98,7 +97,10 @@ def plot_checkpoint_scores(results: pd.DataFrame):
     ax2.set_xlabel("measured - published (points), ±2 standard errors")
     ax2.set_title("difference (blue: MNIST, orange: CIFAR-10)")
     fig.suptitle("authors' checkpoints: published vs measured")
-    fig.tight_layout()
+    # the legend under both panels, never over a point
+    fig.legend(*ax1.get_legend_handles_labels(), loc="lower center", ncol=3,
+               fontsize="x-small", frameon=False)
+    fig.tight_layout(rect=(0, 0.5 / fig.get_figheight(), 1, 1))
     return fig
 
 
