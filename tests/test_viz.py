@@ -81,6 +81,22 @@ def test_plot_profile_grid(rng):
         viz.plot_profile_grid([np.zeros(3)])
 
 
+def test_a_profile_grid_names_its_axes_on_the_outer_panels_and_overlaps_nothing(rng):
+    weights = [rng.normal(size=(9, 4 + i)) for i in range(8)]  # 8 kernels: 2 rows of 4
+    fig = viz.plot_profile_grid(weights, ncols=4, baseline=weights, title="a long title " * 4)
+    axes = fig.axes
+    assert [bool(ax.get_ylabel()) for ax in axes] == [True, False, False, False] * 2
+    assert [bool(ax.get_xlabel()) for ax in axes] == [False] * 4 + [True] * 4
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [fig._suptitle.get_window_extent(renderer)]
+    for ax in axes:
+        boxes += [ax.title.get_window_extent(renderer),
+                  ax.xaxis.label.get_window_extent(renderer)]
+    boxes = [b for b in boxes if b.width > 0]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
 def test_plot_profile_grid_keras_model():
     import keras
 

@@ -83,21 +83,29 @@ def groups_table(groups: pd.DataFrame) -> pd.DataFrame:
         groups: :func:`laperm.analysis.verdict.verdict_groups`.
 
     Returns:
-        ``row`` (the paper's name), ``device, engine, scale, precision, kernels,
-        seeds``, ``mean [95% interval]``, ``test images``, ``paper``, ``status``,
-        ``source`` and ``latest record`` (its date); empty without groups.
+        Eight columns, so that a group reads on one line of one table (a section page's
+        most): ``row`` (the paper's name), ``trained on`` (the device, the device engine
+        where used, "this build" for runs not committed, and the latest record's date),
+        ``scale``, ``arithmetic`` (precision and kernels, e.g. ``"bf16, fused kernels"``),
+        ``seeds``, ``mean [95% interval]``, ``test images`` and ``status`` (the paper's
+        number is in the verdict above it); empty without groups.
     """
     if groups is None or not len(groups):
         return pd.DataFrame()
+    where = [device + (", device engine" if engine == "device" else "")
+             + ("" if source == "committed" else f", {source}")
+             + (f" ({str(date)[:10]})" if isinstance(date, str) else "")
+             for device, engine, source, date in zip(
+                 groups["device"], groups["engine"], groups["source"], groups["date"])]
+    arithmetic = [("bf16" if "bfloat16" in p else p) + (", fused kernels" if k == "fused" else "")
+                  for p, k in zip(groups["precision"], groups["kernels"])]
     return pd.DataFrame({
-        "row": groups["experiment"].map(row_label), "device": groups["device"],
-        "engine": groups["engine"], "scale": groups["scale"],
-        "precision": groups["precision"], "kernels": groups["kernels"], "seeds": groups["n"],
+        "row": groups["experiment"].map(row_label), "trained on": where,
+        "scale": groups["scale"], "arithmetic": arithmetic, "seeds": groups["n"],
         "mean [95% interval]": [f"{m:.2%} [{lo:.2%}, {hi:.2%}]" for m, lo, hi in
                                 zip(groups["mean"], groups["low"], groups["high"])],
         "test images": groups["n_test"].map(lambda v: f"{v:,}"),
-        "paper": groups["paper"].map(lambda v: f"{v:.2%}"), "status": groups["status"],
-        "source": groups["source"], "latest record": groups["date"].fillna("–").str[:10],
+        "status": groups["status"],
     })
 
 

@@ -173,10 +173,11 @@ class MLPSetup:
                    _flat(x_test[:test_images]), _labels(y_test[:test_images]), kernels0, biases0)
 
     def describe(self, epochs: int, sync_period: int, batch_size: int = 128) -> str:
-        """One sentence on what both trainings run: images, steps and syncs (from the data held).
+        """What both trainings run, in two lines: the images held, then the steps and syncs.
 
-        Example: ``"2,000 training images (15 batches of 128 an epoch), 1,000 test images;
-        1 epoch with k = 10: 15 steps, 1 sync."``
+        Example: ``"2,000 training images (15 batches of 128 an epoch), 1,000 test images;"``
+        and ``"1 epoch with k = 10: 15 steps, 1 sync."`` (a last incomplete batch is dropped,
+        as in :meth:`batches`).
         """
         steps = len(self.x_train) // batch_size
         syncs = steps * epochs // sync_period

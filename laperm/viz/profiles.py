@@ -119,9 +119,14 @@ def plot_profile_grid(
     panel_size: tuple[float, float] = (3.4, 2.7),
     sharey: bool = False,
     axes=None,
+    title: str | None = None,
     **kwargs: Any,
 ):
     """One weight-profile panel per kernel of a model (Section 2).
+
+    Small multiples: every panel has the normalised rank on x; on a new figure only the
+    panels of the first column name the y axis and only the lowest panel of each column
+    names the x axis, and the layout leaves room for the title (nothing overlaps).
 
     Args:
         model_or_list: a Keras model or layer, a ``{name: array}`` mapping or
@@ -138,6 +143,7 @@ def plot_profile_grid(
         panel_size: ``(width, height)`` of one panel in inches.
         sharey: share the y axis across panels.
         axes: optional sequence of Axes (at least one per panel).
+        title: the figure's title (a new figure only).
         **kwargs: passed to :func:`plot_weight_profiles`.
 
     Returns:
@@ -156,7 +162,8 @@ def plot_profile_grid(
     n = len(keep)
     fig, flat = panel_grid(n, ncols, axes, lambda nr, nc: (panel_size[0] * nc, panel_size[1] * nr),
                         sharey=sharey)
-    for panel, i in zip(flat, keep):
+    columns = max(1, min(ncols, n))
+    for j, (panel, i) in enumerate(zip(flat, keep)):
         name, arr = items[i]
         plot_weight_profiles(
             arr, ax=panel, max_vectors=max_vectors, max_points=max_points,
@@ -165,6 +172,11 @@ def plot_profile_grid(
             legend=False, **kwargs,
         )
         panel.set_xlabel("normalised rank")
+        if axes is None:  # small multiples: the outer panels name the axes
+            if j % columns:
+                panel.set_ylabel("")
+            if j + columns < n:
+                panel.set_xlabel("")
         if show_scores:
             corr = P.profile_similarity(arr, "correlation")
             rms = P.profile_similarity(arr, "rms")
@@ -177,6 +189,8 @@ def plot_profile_grid(
                        ha="left", fontsize="x-small",
                        bbox={"boxstyle": "round", "fc": "white", "alpha": 0.7, "lw": 0})
     if axes is None:
+        if title:
+            fig.suptitle(title)
         fig.tight_layout()
     return fig
 
