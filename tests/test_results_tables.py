@@ -375,6 +375,14 @@ def test_show_frame_and_show_sentences(monkeypatch):
     assert tables.show_sentences(["x", "y"]) == ["x", "y"]
     assert [s.data for s in shown[-2:]] == ["x", "y"]
     assert "<th>a</th>" in tables.frame_html(df) and "index" not in tables.frame_html(df)
+    # columns alike in every row are said once above the table, which then fits in one
+    pairs = pd.DataFrame({"experiment": ["conv7", "f1"], "source": ["committed"] * 2,
+                          "device": ["CPU"] * 2, "settings": ["–"] * 2, "gap": ["+0.09", "-9.99"]})
+    tables.show_frame(pairs)
+    assert shown[-2].data == "All rows: source: committed; device: CPU."
+    assert "<th>device</th>" not in shown[-1].data and "<th>gap</th>" in shown[-1].data
+    tables.show_frame(pairs, max_columns=None)  # page 7.1: every column, as it is
+    assert "<th>device</th>" in shown[-1].data
 
 
 def test_page_records_read_the_committed_and_this_builds_runs(monkeypatch, tmp_path):

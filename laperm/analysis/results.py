@@ -38,7 +38,7 @@ from laperm.analysis.labels import short_run_label
 from laperm.analysis.speed import (SPEEDUP_TARGET, precision_over_training,
                                    precision_over_training_summary)
 from laperm.analysis.verdict import seeds_text
-from laperm.book.page import split_constant_columns
+from laperm.book.tables import split_constant_columns
 from laperm.crosscheck.seed_runs import distribution_table
 from laperm.paper import PAPER_ACCURACY, row_label
 
@@ -524,7 +524,7 @@ def record_tables(records: pd.DataFrame, headings: dict[str, str],
 
     Each table is :func:`laperm.analysis.comparisons.records_table` of that source's
     records, without the columns that hold one value in every row
-    (:func:`laperm.book.page.split_constant_columns`): those are said once, in the caption.
+    (:func:`laperm.book.tables.split_constant_columns`): those are said once, in the caption.
 
     Args:
         records: :func:`laperm.analysis.records.load_sources` rows.

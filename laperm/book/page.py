@@ -33,7 +33,8 @@ from laperm.atomic import atomic_write_json
 from laperm.book.display import show_figures_fitted
 from laperm.book.knobs import PROFILE_DESCRIPTIONS, PROFILE_NAMES, check_parameters
 from laperm.book.layout import build_dir, results_dir, status_dir
-from laperm.book.tables import MAX_COLUMNS, column_chunks, reader_words
+from laperm.book.tables import (COLUMN_FORMATS, MAX_COLUMNS, column_chunks, reader_words,
+                                 split_constant_columns)
 from laperm.config import experiment_name
 from laperm.paper import PAPER_ACCURACY
 from laperm.reproduce import run_name
@@ -319,39 +320,6 @@ def load_status() -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(path.glob("*.json"))]
 
 
-_PERCENT_COLUMNS = ("best val acc", "test acc at best val", "final test acc",
-                    "best test acc, any epoch", "paper")
-
-
-_FORMATS = {**{c: "{:.2%}" for c in _PERCENT_COLUMNS},
-            "p": "{:.0%}", "k": "{:.0f}", "syncs": "{:.0f}", "wall time (s)": "{:.0f}"}
-
-
-def _formatted(column: str, value) -> str:
-    if value is None or value != value:
-        return "—"
-    spec = _FORMATS.get(column) or ("{:.6g}" if isinstance(value, float) else None)
-    try:  # float32 values read back as floats would show all their digits
-        return spec.format(value) if spec else str(value)
-    except (ValueError, TypeError):
-        return str(value)
-
-
-def split_constant_columns(df):
-    """``(df without its constant columns, "column = value; ..." of those columns)``.
-
-    A column with one value in every row (of a table of several rows) says
-    nothing per row; it is shown once, as the table's caption, so tables keep
-    only the columns a reader needs and fit the page.
-    """
-    if len(df) < 2:
-        return df, ""
-    constant = [c for c in df.columns if df[c].astype(str).nunique() == 1]
-    caption = "; ".join(f"{c}: {_formatted(c, df[c].iloc[0])}" for c in constant
-                        if _formatted(c, df[c].iloc[0]) != "—")  # an empty column says nothing
-    return df.drop(columns=constant), caption
-
-
 #: Which columns of a run table stay when there are too many, most important first.
 _COLUMN_PRIORITY = ("test acc at best val", "optimizer", "paper", "k", "p", "final test acc",
                     "scale", "wall time", "seed", "syncs", "hardware", "best val acc",
@@ -404,7 +372,7 @@ def show_table(df) -> None:
         df = df.rename_axis(df.index.name or "run").reset_index()
     df = df.assign(**{c: df[c].map({True: "yes", False: "no"}) for c in df.columns
                       if df[c].dtype == bool})
-    style = df.style.format({k: v for k, v in _FORMATS.items() if k in df.columns}, na_rep="—")
+    style = df.style.format({k: v for k, v in COLUMN_FORMATS.items() if k in df.columns}, na_rep="—")
     # Run names are long and have no spaces: let the browser break them after
     # an underscore, so that a table of many runs fits the page's column.
     style = style.format(lambda name: html.escape(str(name)).replace("_", "_<wbr>"),

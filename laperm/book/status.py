@@ -16,7 +16,8 @@ from laperm.analysis.labels import duration
 from laperm.book.cache import load_cache
 from laperm.book.knobs import BOOK_BUDGET_MIN
 from laperm.book.layout import Project
-from laperm.book.page import load_status, split_constant_columns
+from laperm.book.page import load_status
+from laperm.book.tables import split_constant_columns
 from laperm.book.sections import section_names
 from laperm.run.provenance import environment_info
 

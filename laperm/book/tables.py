@@ -10,6 +10,7 @@
   (:func:`reader_words`), and per table the formats a reader reads
   (:func:`three_evaluations_display`, :func:`precision_check_display`,
   :func:`speedup_display`);
+* :func:`split_constant_columns`: the columns with one value in every row, said once;
 * :func:`show_sentences`: display computed sentences and hand them back, so that a
   page can also list them under "What this page found"
   (:func:`laperm.book.findings.show_findings`).
@@ -24,6 +25,42 @@ from laperm.analysis.labels import settings_label
 #: The most columns a table of a section page has (row labels counted); wider tables are
 #: shown as several (:func:`column_chunks`); page 7.1 (All records) keeps its tables whole.
 MAX_COLUMNS = 8
+
+
+#: The accuracy columns of a run table (:func:`laperm.analysis.comparisons.results_table`).
+_PERCENT_COLUMNS = ("best val acc", "test acc at best val", "final test acc",
+                    "best test acc, any epoch", "paper")
+
+#: How a run table's numeric columns are written (:func:`laperm.book.page.show_table`).
+COLUMN_FORMATS = {**{c: "{:.2%}" for c in _PERCENT_COLUMNS},
+                  "p": "{:.0%}", "k": "{:.0f}", "syncs": "{:.0f}", "wall time (s)": "{:.0f}"}
+
+
+def _formatted(column: str, value) -> str:
+    if value is None or value != value:
+        return "—"
+    spec = COLUMN_FORMATS.get(column) or ("{:.6g}" if isinstance(value, float) else None)
+    try:  # float32 values read back as floats would show all their digits
+        return spec.format(value) if spec else str(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def split_constant_columns(df):
+    """``(df without its constant columns, "column = value; ..." of those columns)``.
+
+    A column with one value in every row (of a table of several rows) says
+    nothing per row; it is shown once, as the table's caption, so tables keep
+    only the columns a reader needs and fit the page.
+    """
+    if len(df) < 2:
+        return df, ""
+    constant = [c for c in df.columns if df[c].astype(str).nunique(dropna=False) == 1]
+    if len(constant) == len(df.columns):  # rows alike in every column: the table as it is
+        return df, ""
+    caption = "; ".join(f"{c}: {_formatted(c, df[c].iloc[0])}" for c in constant
+                        if _formatted(c, df[c].iloc[0]) not in ("—", "–"))  # empty: says nothing
+    return df.drop(columns=constant), caption
 
 
 def column_chunks(df: pd.DataFrame, max_columns: int | None = MAX_COLUMNS,
@@ -95,7 +132,9 @@ def show_frame(df: pd.DataFrame | None, empty: str | None = None, na_rep: str = 
         empty: the note shown instead of an empty table (nothing when None).
         na_rep: how a missing value is written.
         max_columns: a wider table is shown as several, each repeating the first column
-            (:func:`column_chunks`); None: whole (page 7.1's full tables).
+            (:func:`column_chunks`), after its constant columns are said once above it
+            (:func:`split_constant_columns`); None: whole, every column (page 7.1's full
+            tables).
     """
     from IPython.display import HTML, Markdown, display
 
@@ -104,6 +143,10 @@ def show_frame(df: pd.DataFrame | None, empty: str | None = None, na_rep: str = 
             display(Markdown(empty))
         return
     df = df.assign(**{c: df[c].map(_yes_no) for c in df.columns if df[c].dtype == bool})
+    if max_columns is not None:
+        df, constant = split_constant_columns(df)
+        if constant:
+            display(Markdown(f"All rows: {constant}."))
     for chunk in column_chunks(reader_words(df), max_columns):
         display(HTML(frame_html(chunk, na_rep)))
 
