@@ -212,3 +212,23 @@ def test_the_box_opens_with_what_the_execution_found():
         end = text.split("\n## What this page found\n")[1]
         assert "from laperm.book.finding_box import show_findings" in text, page
         assert "show_findings(" in end and "findings import show_findings" not in text, page
+
+
+def test_the_findings_at_the_end_update_the_box_at_the_top(monkeypatch):
+    import IPython.display
+
+    from laperm.book import finding_box
+
+    shown, updated = [], []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append((obj, kw)))
+    monkeypatch.setattr(IPython.display, "update_display",
+                        lambda obj, **kw: updated.append((obj, kw)))
+    box = '<div class="finding-box"><p>rows</p></div>'
+    monkeypatch.setattr(finding_box, "_shown", {"page": "05_4_sparse", "html": box})
+    finding_box.show_folded(["LaPerm p=70%: **97.00%**.", "b", "c", "d"])
+    assert len(shown) == 1 and shown[0][0].data.startswith('<details class="findings">')
+    (html, kw), = updated
+    assert kw == {"display_id": "finding-box-05_4_sparse"}
+    assert html.data == finding_box.with_found(box, ["LaPerm p=70%: **97.00%**.", "b", "c", "d"])
+    finding_box.show_findings([])  # nothing found: the box stays as it is
+    assert len(updated) == 1

@@ -49,7 +49,7 @@ def test_groups_table_formats_each_group():
     assert list(t["row"]) == ["Conv7", "ResNet50 (p = 70%)"]
     assert t["mean [95% interval]"].iloc[0] == "99.71% [99.65%, 99.77%]"
     assert list(t["test images"]) == ["10,000", "1,000"]
-    assert list(t["trained on"]) == ["CPU (2026-12-01)", "H200, device engine"]
+    assert list(t["trained on"]) == ["CPU, 2026-12-01", "H200, device engine"]
     assert list(t["arithmetic"]) == ["float32", "bf16, fused kernels"]
     assert len(t.columns) == 8  # one table on a section page, not two
     assert results.groups_table(pd.DataFrame()).empty

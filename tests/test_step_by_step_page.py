@@ -101,7 +101,7 @@ def test_accuracy_table_and_findings_by_hand():
     lines = step_by_step.findings(1, 10, THETA0, THETA, acc, 2000, _records())
     assert lines[0].endswith("(33.3% of the weights changed place).")
     assert lines[1] == ("Test accuracy: θ0 10.00%; LaPerm, synchronised 80.00%; LaPerm's inner "
-                        "weights 81.00%; plain Adam 90.00% (on 2000 test images).")
+                        "weights 81.00%; plain Adam 90.00% (on 2,000 test images).")
     assert lines[2] == ("At the last sync, 0% of unit 0's most extreme initial values changed "
                         "place, against 100% of those nearest the median.")
     assert len(step_by_step.findings(1, 10, THETA0, THETA, acc, 2000, _records()[:1])) == 2

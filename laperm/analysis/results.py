@@ -94,7 +94,7 @@ def groups_table(groups: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     where = [device + (", device engine" if engine == "device" else "")
              + ("" if source == "committed" else f", {source}")
-             + (f" ({str(date)[:10]})" if isinstance(date, str) else "")
+             + (f", {str(date)[:10]}" if isinstance(date, str) else "")
              for device, engine, source, date in zip(
                  groups["device"], groups["engine"], groups["source"], groups["date"])]
     arithmetic = [("bf16" if "bfloat16" in p else p) + (", fused kernels" if k == "fused" else "")

@@ -11,7 +11,8 @@ says what it shows and the rows it bears on, with their verdicts, computed the s
 :func:`show_findings` ends a page with what its execution found and adds the first of those
 sentences to the box at the top (:func:`with_found`: a page that computes its findings, such
 as Section 2's profile scores, opens with them, not only with what it shows);
-:func:`show_folded` displays a page's long run-by-run findings in a collapsed element.
+:func:`show_folded` displays a page's long run-by-run findings in a collapsed element (and
+adds the first to the box too).
 """
 
 from __future__ import annotations
@@ -192,7 +193,12 @@ def folded(lines: list[str], what: str = "sentence") -> str:
 
 def show_folded(lines: list[str], empty: str = "_Nothing was measured in this execution._"
                 ) -> None:
-    """Display a page's findings folded (:func:`folded`), or ``empty`` (Markdown) without any."""
-    from IPython.display import HTML, Markdown, display
+    """Display a page's findings folded (:func:`folded`), or ``empty`` (Markdown) without any,
+    and put the first of them into the box at the top (:func:`with_found`), as
+    :func:`show_findings` does."""
+    from IPython.display import HTML, Markdown, display, update_display
 
     display(HTML(folded(lines)) if lines else Markdown(empty))
+    if _shown and lines:
+        update_display(HTML(with_found(_shown["html"], lines)),
+                       display_id=display_id(_shown["page"]))

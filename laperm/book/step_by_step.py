@@ -270,7 +270,7 @@ def findings(epochs: int, sync_period: int, theta0, theta, acc: dict, n_test: in
         "weights changed place).",
         f"Test accuracy: θ0 {acc['theta0']:.2%}; LaPerm, synchronised {acc['laperm']:.2%}; "
         f"LaPerm's inner weights {acc['inner']:.2%}; plain Adam {acc['adam']:.2%} "
-        f"(on {n_test} test images).",
+        f"(on {n_test:,} test images).",
     ]
     if len(settling):
         last = settling.iloc[-1]
