@@ -129,6 +129,27 @@ def test_three_evaluations_figure_is_small_multiples_of_at_most_three_a_row():
     assert len(fig.axes) == 5 and len(rows) == 2  # 3 + 2 panels, not 5 in one row
     assert all(ax.get_ylim() == fig.axes[0].get_ylim() for ax in fig.axes)  # shared y
     plt.close(fig)
+    # the committed runs' long labels: no panel's title runs into its neighbour's
+    titles = ["Conv2 LaPerm s0 (10 ep., standardised input, bf16)",
+              "Conv4 LaPerm s0 (5 ep., H200)", "Conv4 LaPerm s0 (9 ep., bf16)"]
+    fig = viz.plot_three_evaluations({t: h for t in titles})
+    fig.canvas.draw()
+    boxes = [ax.title.get_window_extent() for ax in fig.axes]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)
+
+
+def test_three_evaluation_titles_say_the_epochs_once(monkeypatch):
+    from laperm.book import runs
+    from laperm.book.runs import three_evaluation_histories
+
+    monkeypatch.setattr(runs.records, "run_settings",
+                        lambda result: {"experiment": "x", "variant": ""})
+    h = pd.DataFrame({"epoch": [1, 2], "test_accuracy_stale_bn": [0.4, 0.6]})
+    stored = {"conv4_laperm_s0_e5_h200": (h, {"optimizer": "laperm", "config": {}}),
+              "conv2_laperm_s0_bfloat16": (h, {"optimizer": "laperm", "config": {}})}
+    assert list(three_evaluation_histories(stored)) == [
+        "Conv4 LaPerm s0 (5 ep., H200)", "Conv2 LaPerm s0 (bf16): 2 epochs"]
 
 
 def test_sawtooth_zoom_never_repeats_the_whole_run():

@@ -204,13 +204,16 @@ def three_evaluation_histories(stored: dict, longest: bool = False) -> dict:
             (input, precision).
 
     Returns:
-        ``{"<folder>: <n> epochs": history}``.
+        ``{title: history}``, the title the run's short label, with its number of epochs
+        where the label does not say it (``"Conv2 LaPerm s0 (bf16): 125 epochs"``,
+        ``"Conv4 LaPerm s0 (5 ep., H200)"``).
     """
     three, best = {}, {}
     for folder, (history, result) in stored.items():
         if result["optimizer"] != "laperm" or not records.has_three_evaluations(history):
             continue
-        title = f"{short_run_label(folder)}: {len(history)} epochs"
+        label = short_run_label(folder)
+        title = label if " ep." in label else f"{label}: {len(history)} epochs"
         three[title] = history
         settings = records.run_settings(result)
         key = (settings["experiment"], settings["variant"])

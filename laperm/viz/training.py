@@ -230,7 +230,7 @@ def _test_accuracy_panels(shown: dict, draw, width: float, legend_columns: int =
         fig.delaxes(extra)
     for ax, (title, data) in zip(flat, shown.items()):
         draw(ax, data)
-        ax.set_title(textwrap.fill(title, 30), fontsize="small")
+        ax.set_title(textwrap.fill(title, 26), fontsize="small")  # 3 panels a row: no overlap
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(plt.MaxNLocator(5, integer=True))
         ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
