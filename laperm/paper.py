@@ -72,6 +72,13 @@ def row_label(experiment: str) -> str:
         return f"ResNet50 (p = {row.pruned:.0%})"
     return row.model
 
+
+def model_label(name: str) -> str:
+    """The paper's name of a model of its table (``"conv7"`` -> ``"Conv7"``, ``"f2"`` ->
+    ``"F2"``); another name in capitals."""
+    return row_label(name) if name in ROWS else name.upper()
+
+
 #: Training and test images of each dataset: the authors trained on every
 #: training image (their validation set was the test set) and tested on all
 #: 10,000 test images.

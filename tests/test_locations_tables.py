@@ -28,14 +28,14 @@ def _result(biases: bool = False) -> locations.Result:
 
 def test_summary_table_from_a_hand_made_curve():
     table = locations.summary_table({"f2": _result(), "conv7": _result(biases=True)})
-    assert table.index.tolist() == ["F2", "CONV7"]
+    assert table.index.tolist() == ["F2", "Conv7"]
     f2 = table.loc["F2"]
     assert f2["steps"] == 100 and f2["θ0"] == 0.1 and f2["random permutation of θ0"] == 0.11
     assert f2["θt (Adam)"] == 0.9 and f2["re-permuted θ0"] == 0.5
     assert f2["best repermuted (step)"] == "60.00% (10)"
     assert set(locations.ACCURACY_COLUMNS) <= set(table.columns)
     assert f2["rank correlation with θ0"] == 0.8 and f2["relative value change"] == 0.3
-    assert table.loc["CONV7", "re-permuted θ0 (biases too)"] == 0.45
+    assert table.loc["Conv7", "re-permuted θ0 (biases too)"] == 0.45
     assert pd.isna(f2["re-permuted θ0 (biases too)"])
 
 
@@ -43,7 +43,7 @@ def test_run_note_reports_an_early_peak_beyond_twice_the_standard_error():
     # se of 90% on 1000 images: 0.95 points; se of a difference at 50%: √2 · 1.58 = 2.24 points
     assert locations.run_note("f2", _result()) == (
         "**F2:** at the last checkpoint the re-permuted network is 40.00 points below theta_t "
-        "(standard error of each accuracy about 0.95 points on 1000 test images). Its best "
+        "(standard error of each accuracy about 0.95 points on 1,000 test images). Its best "
         "point was 60.00% at step 10, when θt had 80.00% and the kernel values had moved by "
         "10% of θ0's norm (at the end: 30%). It peaked **before** the end of training, 10.00 "
         "points above its last value (more than twice the 2.24-point standard error of that "
@@ -67,7 +67,7 @@ def test_plot_repermutation_one_row_per_model():
     fig = viz.plot_repermutation({"f2": _result(), "conv7": _result(biases=True)})
     assert len(fig.axes) == 4
     assert fig.axes[0].get_title() == "F2: test accuracy while Adam trains"
-    assert fig.axes[3].get_title() == "CONV7: how far θt is from θ0 (kernels)"
+    assert fig.axes[3].get_title() == "Conv7: how far θt is from θ0 (kernels)"
     assert fig.axes[0].get_xscale() == "symlog"
     assert fig.axes[0].get_xlim()[1] == pytest.approx(130)
     plt.close("all")

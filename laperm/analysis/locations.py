@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from laperm import data, models
+from laperm.paper import model_label
 from laperm.analysis import profiles
 from laperm.analysis.verdict import binomial_se
 
@@ -156,7 +157,7 @@ def run(model_name: str, epochs: int, train_images: int, batch_size: int, *,
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=[callback], verbose=0)
     random_acc = callback.accuracy(random_repermutation(theta0, seed))
-    scale = (f"{model_name.upper()} + Adam (lr {learning_rate:g}, batch "
+    scale = (f"{model_label(model_name)} + Adam (lr {learning_rate:g}, batch "
              f"{batch_size}), {epochs} epoch(s) on {len(x):,} MNIST training images = "
              f"{total:,} steps; accuracy on the first {len(x_test):,} test images (reduced)")
     return Result(pd.DataFrame(callback.rows), random_acc, scale, len(x_test))
@@ -182,7 +183,7 @@ def summary_table(runs: dict[str, Result]) -> pd.DataFrame:
     for name, r in runs.items():
         curve, final = r.curve, r.curve.iloc[-1]
         best = curve.loc[curve["repermuted theta_0"].idxmax()]
-        row = {"model": name.upper(), "steps": int(final["step"]),
+        row = {"model": model_label(name), "steps": int(final["step"]),
                "θ0": curve.iloc[0]["theta_t"],
                "random permutation of θ0": r.random_acc,
                "θt (Adam)": final["theta_t"],
@@ -211,9 +212,9 @@ def run_note(name: str, r: Result) -> str:
     se = binomial_se(final["theta_t"], n_test)
     gap = final["theta_t"] - final["repermuted theta_0"]
     note = (
-        f"**{name.upper()}:** at the last checkpoint the re-permuted network is "
+        f"**{model_label(name)}:** at the last checkpoint the re-permuted network is "
         f"{100 * abs(gap):.2f} points {'below' if gap >= 0 else 'above'} theta_t "
-        f"(standard error of each accuracy about {100 * se:.2f} points on {n_test} test "
+        f"(standard error of each accuracy about {100 * se:.2f} points on {n_test:,} test "
         f"images). Its best point was {best['repermuted theta_0']:.2%} at step "
         f"{int(best['step'])}, when θt had {best['theta_t']:.2%} and the kernel "
         f"values had moved by {best['relative value change']:.0%} of θ0's norm "

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from laperm.paper import model_label
+
 from laperm.viz.training import plot_training_curves
 
 
@@ -37,7 +39,7 @@ def plot_repermutation(runs: dict):
                              marker="o", errorbar=None)
         ax1.axhline(r.random_acc, color="0.5", ls=":",
                     label="random permutation of θ0")
-        ax1.set_title(f"{name.upper()}: test accuracy while Adam trains", fontsize="small")
+        ax1.set_title(f"{model_label(name)}: test accuracy while Adam trains", fontsize="small")
         ax1.set_ylim(0, 1)
         ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
         ax2.plot(curve["step"], curve["rank correlation with theta_0"], marker="o", ms=3,
@@ -45,7 +47,7 @@ def plot_repermutation(runs: dict):
         ax2.plot(curve["step"], curve["relative value change"], marker="s", ms=3,
                  label="||θt − θ0|| / ||θ0|| (values)")
         ax2.set_xlabel("step")
-        ax2.set_title(f"{name.upper()}: how far θt is from θ0 (kernels)", fontsize="small")
+        ax2.set_title(f"{model_label(name)}: how far θt is from θ0 (kernels)", fontsize="small")
         ax2.set_ylim(0, None)
         ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
         for ax in (ax1, ax2):
