@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from laperm import data, models
+from laperm.paper import model_label
 from laperm.analysis import profiles
 
 #: The authors' repository, where their checkpoints are published (folder ``pretrained``).
@@ -161,7 +162,7 @@ def train_with_adam(name: str, mnist, epochs: int, n_train: int, batch_size: int
     model.fit(x_train / 255.0, y_train, batch_size=batch_size, epochs=epochs, verbose=0)
     accuracy = model.evaluate(x_test / 255.0, y_test, batch_size=_EVAL_BATCH.get(name),
                               verbose=0)[1]
-    scale = (f"{name.capitalize()} + Adam, {epochs} epoch(s) on {len(x_train):,} MNIST training "
+    scale = (f"{model_label(name)} + Adam, {epochs} epoch(s) on {len(x_train):,} MNIST training "
              f"images{', no augmentation' if name != 'f2' else ''} (reduced)")
     return AdamRun(model, theta0, accuracy, len(x_train), time.perf_counter() - start, scale,
                    len(x_test))

@@ -168,9 +168,14 @@ def show_findings(lines: list[str], empty: str = "_Nothing was measured in this 
     """End a page with its findings (:func:`laperm.book.findings.show_findings`) and put the
     first of them into the box this kernel showed at the top (:func:`with_found`), so the
     executed page opens with what it found."""
+    findings.show_findings(lines, empty)
+    _add_to_box(lines)
+
+
+def _add_to_box(lines: list[str]) -> None:
+    """Put the first of ``lines`` into the box this kernel showed (:func:`with_found`)."""
     from IPython.display import HTML, update_display
 
-    findings.show_findings(lines, empty)
     if _shown and lines:
         update_display(HTML(with_found(_shown["html"], lines)),
                        display_id=display_id(_shown["page"]))
@@ -196,9 +201,7 @@ def show_folded(lines: list[str], empty: str = "_Nothing was measured in this ex
     """Display a page's findings folded (:func:`folded`), or ``empty`` (Markdown) without any,
     and put the first of them into the box at the top (:func:`with_found`), as
     :func:`show_findings` does."""
-    from IPython.display import HTML, Markdown, display, update_display
+    from IPython.display import HTML, Markdown, display
 
     display(HTML(folded(lines)) if lines else Markdown(empty))
-    if _shown and lines:
-        update_display(HTML(with_found(_shown["html"], lines)),
-                       display_id=display_id(_shown["page"]))
+    _add_to_box(lines)

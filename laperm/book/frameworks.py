@@ -30,6 +30,7 @@ from keras import ops
 
 from laperm import data
 from laperm.analysis.profiles import is_permutation_of
+from laperm.book.inputs import note_skipped
 from laperm.book.page import show_table
 from laperm.method.optimizer import LaPerm
 
@@ -64,8 +65,6 @@ def show_missing(found: dict[str, bool], sec=None) -> None:
     """Display, in bold, why each framework that :func:`installed` did not find is skipped,
     and record its part (:data:`PARTS`) as skipped in ``sec`` for the Status page."""
     from IPython.display import Markdown, display
-
-    from laperm.book.inputs import note_skipped
 
     for name, ok in found.items():
         if not ok:

@@ -34,7 +34,7 @@ from laperm.book.display import show_figures_fitted
 from laperm.book.knobs import PROFILE_DESCRIPTIONS, PROFILE_NAMES, check_parameters
 from laperm.book.layout import build_dir, results_dir, status_dir
 from laperm.book.tables import (COLUMN_FORMATS, MAX_COLUMNS, column_chunks, reader_words,
-                                 split_constant_columns)
+                                 split_constant_columns, yes_no_columns)
 from laperm.config import experiment_name
 from laperm.paper import PAPER_ACCURACY
 from laperm.reproduce import run_name
@@ -370,8 +370,7 @@ def show_table(df) -> None:
                       + " (page 7.1 lists every column of the committed runs).")]))
     if not isinstance(df.index, pd.RangeIndex):  # the run names: a column of their own
         df = df.rename_axis(df.index.name or "run").reset_index()
-    df = df.assign(**{c: df[c].map({True: "yes", False: "no"}) for c in df.columns
-                      if df[c].dtype == bool})
+    df = yes_no_columns(df)
     style = df.style.format({k: v for k, v in COLUMN_FORMATS.items() if k in df.columns}, na_rep="—")
     # Run names are long and have no spaces: let the browser break them after
     # an underscore, so that a table of many runs fits the page's column.

@@ -142,7 +142,7 @@ def show_frame(df: pd.DataFrame | None, empty: str | None = None, na_rep: str = 
         if empty:
             display(Markdown(empty))
         return
-    df = df.assign(**{c: df[c].map(_yes_no) for c in df.columns if df[c].dtype == bool})
+    df = yes_no_columns(df)
     if max_columns is not None:
         df, constant = split_constant_columns(df)
         if constant:
@@ -184,6 +184,11 @@ def show_titled_tables(parts, empty: str | None = None, none: str = "_none_",
 
 def _yes_no(value) -> str:
     return "—" if value is None or value != value else ("yes" if value else "no")
+
+
+def yes_no_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its True/False columns written yes/no (a reader's words)."""
+    return df.assign(**{c: df[c].map(_yes_no) for c in df.columns if df[c].dtype == bool})
 
 
 def precision_check_display(check: pd.DataFrame) -> pd.DataFrame:
